@@ -1,0 +1,287 @@
+// Package config loads and validates the agent's configuration file,
+// /etc/kvmmanager-agent/config.json by default.
+//
+// The schema is the seed's (protocol 1.0 era) plus a few optional keys with
+// safe defaults. Decoding is strict: an unknown key, a wrong type or a bad
+// value is an error that names the file, the line:column and the key, because
+// a typo in a security setting must never be silently ignored.
+package config
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+)
+
+// DefaultPath is where the agent looks for its configuration.
+const DefaultPath = "/etc/kvmmanager-agent/config.json"
+
+// Limits on configurable values.
+const (
+	MaxFileSizeLimit    = 256 << 20 // upper bound for max_file_size_bytes
+	MaxTimeoutSeconds   = 86400     // upper bound for command_timeout_seconds
+	MaxConcurrencyLimit = 1024      // upper bound for max_concurrent_requests
+	MaxOutputLimit      = 64 << 20  // upper bound for max_output_bytes
+)
+
+// Config is the agent configuration. JSON names are the file's keys.
+type Config struct {
+	// AllowedReadPaths are the directories (or single files) file_read may
+	// read, matched by whole path components.
+	AllowedReadPaths []string `json:"allowed_read_paths"`
+	// AllowedWritePaths are the directories (or single files) file_write may write.
+	AllowedWritePaths []string `json:"allowed_write_paths"`
+	// CommandWhitelistEnabled restricts exec_command to CommandWhitelist.
+	CommandWhitelistEnabled bool `json:"command_whitelist_enabled"`
+	// CommandWhitelist holds bare command names (resolved through the fixed
+	// system PATH) or absolute paths allowed verbatim.
+	CommandWhitelist []string `json:"command_whitelist"`
+	// MaxFileSizeBytes caps file_read and file_write content (decoded size).
+	MaxFileSizeBytes int64 `json:"max_file_size_bytes"`
+	// CommandTimeoutSeconds caps every exec_command's timeout.
+	CommandTimeoutSeconds int `json:"command_timeout_seconds"`
+	// LogLevel is debug, info, warn or error.
+	LogLevel string `json:"log_level"`
+
+	// Keys added after the seed schema; all optional.
+
+	// MaxConcurrentRequests bounds requests handled at once per connection (default 10).
+	MaxConcurrentRequests int `json:"max_concurrent_requests"`
+	// MaxOutputBytes caps each of exec_command's stdout and stderr (default 1 MiB).
+	MaxOutputBytes int `json:"max_output_bytes"`
+	// DisabledMethods are method names the agent refuses with -32601.
+	DisabledMethods []string `json:"disabled_methods"`
+}
+
+// Default returns the built-in configuration, identical to the shipped
+// packaging/config.json plus the defaults of the optional keys.
+func Default() *Config {
+	return &Config{
+		AllowedReadPaths:        []string{"/etc", "/proc", "/sys", "/var/log", "/tmp"},
+		AllowedWritePaths:       []string{"/tmp", "/var/tmp"},
+		CommandWhitelistEnabled: false,
+		CommandWhitelist:        []string{"ls", "cat", "grep", "find", "ps", "df", "free", "uptime"},
+		MaxFileSizeBytes:        10485760,
+		CommandTimeoutSeconds:   30,
+		LogLevel:                "info",
+		MaxConcurrentRequests:   10,
+		MaxOutputBytes:          1 << 20,
+		DisabledMethods:         []string{},
+	}
+}
+
+// ErrNotExist is wrapped by Load's error when the file does not exist; the
+// caller may then run with Default().
+var ErrNotExist = fs.ErrNotExist
+
+// Load reads and validates the file at path. Keys absent from the file keep
+// their default values. If the file does not exist, Load returns Default()
+// and an error wrapping ErrNotExist.
+func Load(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return Default(), fmt.Errorf("config %s: %w", path, err)
+		}
+		return nil, fmt.Errorf("config %s: %w", path, err)
+	}
+	return Parse(path, data)
+}
+
+// Parse decodes and validates data, naming path in errors.
+func Parse(path string, data []byte) (*Config, error) {
+	c := Default()
+	fields := map[string]any{
+		"allowed_read_paths":        &c.AllowedReadPaths,
+		"allowed_write_paths":       &c.AllowedWritePaths,
+		"command_whitelist_enabled": &c.CommandWhitelistEnabled,
+		"command_whitelist":         &c.CommandWhitelist,
+		"max_file_size_bytes":       &c.MaxFileSizeBytes,
+		"command_timeout_seconds":   &c.CommandTimeoutSeconds,
+		"log_level":                 &c.LogLevel,
+		"max_concurrent_requests":   &c.MaxConcurrentRequests,
+		"max_output_bytes":          &c.MaxOutputBytes,
+		"disabled_methods":          &c.DisabledMethods,
+	}
+	fail := func(off int64, key string, format string, args ...any) error {
+		line, col := position(data, off)
+		where := fmt.Sprintf("%s:%d:%d", path, line, col)
+		if key != "" {
+			return fmt.Errorf("config %s: key %q: %s", where, key, fmt.Sprintf(format, args...))
+		}
+		return fmt.Errorf("config %s: %s", where, fmt.Sprintf(format, args...))
+	}
+	syntax := func(err error, off int64) error {
+		var se *json.SyntaxError
+		if errors.As(err, &se) {
+			return fail(se.Offset, "", "invalid JSON: %v", se)
+		}
+		if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
+			return fail(int64(len(data)), "", "invalid JSON: unexpected end of file")
+		}
+		return fail(off, "", "invalid JSON: %v", err)
+	}
+
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.UseNumber()
+	tok, err := dec.Token()
+	if err != nil {
+		return nil, syntax(err, dec.InputOffset())
+	}
+	if d, ok := tok.(json.Delim); !ok || d != '{' {
+		return nil, fail(int64(len(data)-len(bytes.TrimLeft(data, " \t\r\n"))), "", "top level must be a JSON object")
+	}
+	seen := map[string]bool{}
+	offsets := map[string]int64{}
+	for dec.More() {
+		keyStart := dec.InputOffset()
+		tok, err := dec.Token()
+		if err != nil {
+			return nil, syntax(err, keyStart)
+		}
+		key := tok.(string) // object keys are always strings
+		keyOff := keyStart + int64(bytes.IndexByte(data[keyStart:], '"'))
+		var raw json.RawMessage
+		if err := dec.Decode(&raw); err != nil {
+			return nil, syntax(err, dec.InputOffset())
+		}
+		dst, ok := fields[key]
+		if !ok {
+			return nil, fail(keyOff, key, "unknown key (known keys: %s)", strings.Join(sortedKeys(fields), ", "))
+		}
+		if seen[key] {
+			return nil, fail(keyOff, key, "duplicate key")
+		}
+		seen[key] = true
+		offsets[key] = keyOff
+		if bytes.Equal(bytes.TrimSpace(raw), []byte("null")) {
+			return nil, fail(keyOff, key, "must not be null")
+		}
+		if err := json.Unmarshal(raw, dst); err != nil {
+			var te *json.UnmarshalTypeError
+			if errors.As(err, &te) {
+				return nil, fail(keyOff, key, "wrong type: got JSON %s, want %s", te.Value, typeName(dst))
+			}
+			return nil, fail(keyOff, key, "%v", err)
+		}
+	}
+	if _, err := dec.Token(); err != nil { // closing '}'
+		return nil, syntax(err, dec.InputOffset())
+	}
+	if _, err := dec.Token(); err == nil {
+		return nil, fail(dec.InputOffset(), "", "unexpected data after the top-level object")
+	}
+	if key, msg := c.validate(); key != "" {
+		return nil, fail(offsets[key], key, "%s", msg)
+	}
+	c.normalize()
+	return c, nil
+}
+
+// validate returns the first offending key and why, or "" when c is valid.
+func (c *Config) validate() (key, msg string) {
+	for _, k := range []struct {
+		key   string
+		paths []string
+	}{{"allowed_read_paths", c.AllowedReadPaths}, {"allowed_write_paths", c.AllowedWritePaths}} {
+		for _, p := range k.paths {
+			if !filepath.IsAbs(p) {
+				return k.key, fmt.Sprintf("path %q is not absolute", p)
+			}
+		}
+	}
+	for _, name := range c.CommandWhitelist {
+		if name == "" || (strings.ContainsRune(name, '/') && !filepath.IsAbs(name)) {
+			return "command_whitelist", fmt.Sprintf("entry %q must be a bare command name or an absolute path", name)
+		}
+	}
+	if c.MaxFileSizeBytes < 1 || c.MaxFileSizeBytes > MaxFileSizeLimit {
+		return "max_file_size_bytes", fmt.Sprintf("must be between 1 and %d, got %d", MaxFileSizeLimit, c.MaxFileSizeBytes)
+	}
+	if c.CommandTimeoutSeconds < 1 || c.CommandTimeoutSeconds > MaxTimeoutSeconds {
+		return "command_timeout_seconds", fmt.Sprintf("must be between 1 and %d, got %d", MaxTimeoutSeconds, c.CommandTimeoutSeconds)
+	}
+	switch c.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		return "log_level", fmt.Sprintf("must be one of debug, info, warn, error, got %q", c.LogLevel)
+	}
+	if c.MaxConcurrentRequests < 1 || c.MaxConcurrentRequests > MaxConcurrencyLimit {
+		return "max_concurrent_requests", fmt.Sprintf("must be between 1 and %d, got %d", MaxConcurrencyLimit, c.MaxConcurrentRequests)
+	}
+	if c.MaxOutputBytes < 0 || c.MaxOutputBytes > MaxOutputLimit {
+		return "max_output_bytes", fmt.Sprintf("must be between 0 and %d, got %d", MaxOutputLimit, c.MaxOutputBytes)
+	}
+	for _, m := range c.DisabledMethods {
+		if !slices.Contains(knownMethods, m) {
+			return "disabled_methods", fmt.Sprintf("unknown method %q", m)
+		}
+	}
+	return "", ""
+}
+
+// knownMethods mirrors protocol.Methods; config does not import protocol to
+// stay a leaf package, and a test keeps the two lists equal.
+var knownMethods = []string{
+	"ping", "get_agent_info", "get_system_info", "get_network_info",
+	"get_disk_usage", "exec_command", "file_read", "file_write",
+	"shutdown", "reboot", "sync",
+}
+
+// normalize cleans paths so that policy checks compare canonical forms.
+func (c *Config) normalize() {
+	for i, p := range c.AllowedReadPaths {
+		c.AllowedReadPaths[i] = filepath.Clean(p)
+	}
+	for i, p := range c.AllowedWritePaths {
+		c.AllowedWritePaths[i] = filepath.Clean(p)
+	}
+}
+
+// MethodDisabled reports whether the config disables method.
+func (c *Config) MethodDisabled(method string) bool {
+	return slices.Contains(c.DisabledMethods, method)
+}
+
+func position(data []byte, off int64) (line, col int) {
+	if off > int64(len(data)) {
+		off = int64(len(data))
+	}
+	if off < 0 {
+		off = 0
+	}
+	before := data[:off]
+	line = bytes.Count(before, []byte("\n")) + 1
+	col = int(off) - (bytes.LastIndexByte(before, '\n') + 1) + 1
+	return line, col
+}
+
+func sortedKeys(m map[string]any) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}
+
+func typeName(dst any) string {
+	switch dst.(type) {
+	case *[]string:
+		return "an array of strings"
+	case *bool:
+		return "a boolean"
+	case *int, *int64:
+		return "an integer"
+	case *string:
+		return "a string"
+	}
+	return fmt.Sprintf("%T", dst)
+}

@@ -1,0 +1,105 @@
+package config
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+
+	"github.com/kvmmanager/guest-agent/agent/protocol"
+)
+
+// The shipped config must be exactly the built-in defaults: the previous
+// agent shipped a file whose schema the code did not read.
+func TestShippedConfigMatchesDefaults(t *testing.T) {
+	path := filepath.Join("..", "..", "packaging", "config.json")
+	c, err := Load(path)
+	if err != nil {
+		t.Fatalf("Load(%s): %v", path, err)
+	}
+	if !reflect.DeepEqual(c, Default()) {
+		t.Errorf("packaging/config.json = %+v\nwant defaults %+v", c, Default())
+	}
+}
+
+func TestMissingFileGivesDefaults(t *testing.T) {
+	c, err := Load(filepath.Join(t.TempDir(), "nope.json"))
+	if !errors.Is(err, ErrNotExist) {
+		t.Fatalf("err = %v, want ErrNotExist", err)
+	}
+	if !reflect.DeepEqual(c, Default()) {
+		t.Errorf("config = %+v, want defaults", c)
+	}
+}
+
+func TestPartialFileKeepsDefaults(t *testing.T) {
+	c, err := Parse("c.json", []byte(`{"command_timeout_seconds": 5, "allowed_read_paths": ["/var/log/"]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.CommandTimeoutSeconds != 5 || c.MaxFileSizeBytes != 10485760 || c.MaxConcurrentRequests != 10 {
+		t.Errorf("got %+v", c)
+	}
+	if want := []string{"/var/log"}; !reflect.DeepEqual(c.AllowedReadPaths, want) {
+		t.Errorf("allowed_read_paths = %q, want cleaned %q", c.AllowedReadPaths, want)
+	}
+}
+
+func TestBadConfigErrors(t *testing.T) {
+	tests := []struct {
+		name, data string
+		want       []string // substrings of the one-line error
+	}{
+		{"syntax", "{\n  \"log_level\": \"info\",,\n}", []string{"c.json:2:", "invalid JSON"}},
+		{"truncated", `{"log_level": "info"`, []string{"c.json:1:", "invalid JSON"}},
+		{"not object", `[1]`, []string{"c.json:1:1", "top level must be a JSON object"}},
+		{"unknown key", "{\n  \"log_level\": \"info\",\n  \"allowed_read_path\": []\n}", []string{"c.json:3:3", `key "allowed_read_path"`, "unknown key"}},
+		{"wrong type", `{"command_timeout_seconds": "30"}`, []string{"c.json:1:2", `key "command_timeout_seconds"`, "wrong type", "integer"}},
+		{"wrong type bool", `{"command_whitelist_enabled": 1}`, []string{`key "command_whitelist_enabled"`, "boolean"}},
+		{"null", `{"allowed_write_paths": null}`, []string{`key "allowed_write_paths"`, "null"}},
+		{"relative path", `{"allowed_write_paths": ["tmp"]}`, []string{`key "allowed_write_paths"`, `"tmp" is not absolute`}},
+		{"zero timeout", `{"command_timeout_seconds": 0}`, []string{`key "command_timeout_seconds"`, "between 1 and"}},
+		{"negative size", `{"max_file_size_bytes": -1}`, []string{`key "max_file_size_bytes"`}},
+		{"huge size", `{"max_file_size_bytes": 99999999999}`, []string{`key "max_file_size_bytes"`}},
+		{"float timeout", `{"command_timeout_seconds": 1.5}`, []string{`key "command_timeout_seconds"`}},
+		{"bad level", `{"log_level": "verbose"}`, []string{`key "log_level"`, "debug, info, warn, error"}},
+		{"duplicate", `{"log_level": "info", "log_level": "debug"}`, []string{`key "log_level"`, "duplicate"}},
+		{"relative whitelist", `{"command_whitelist": ["bin/ls"]}`, []string{`key "command_whitelist"`}},
+		{"bad method", `{"disabled_methods": ["rm_rf"]}`, []string{`key "disabled_methods"`, `"rm_rf"`}},
+		{"trailing", `{} {}`, []string{"unexpected data"}},
+		{"concurrency", `{"max_concurrent_requests": 0}`, []string{`key "max_concurrent_requests"`}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Parse("c.json", []byte(tt.data))
+			if err == nil {
+				t.Fatal("no error")
+			}
+			msg := err.Error()
+			if strings.Contains(msg, "\n") {
+				t.Errorf("error spans lines: %q", msg)
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(msg, w) {
+					t.Errorf("error %q does not contain %q", msg, w)
+				}
+			}
+		})
+	}
+}
+
+func TestUnreadableFile(t *testing.T) {
+	dir := t.TempDir()
+	if _, err := Load(dir); err == nil || errors.Is(err, ErrNotExist) {
+		t.Fatalf("Load(directory) = %v, want a read error", err)
+	}
+	_ = os.Remove(dir)
+}
+
+func TestKnownMethodsMatchProtocol(t *testing.T) {
+	if !reflect.DeepEqual(knownMethods, protocol.Methods) {
+		t.Errorf("config.knownMethods = %q, protocol.Methods = %q", knownMethods, protocol.Methods)
+	}
+}
