@@ -1,0 +1,152 @@
+// Package binaries cross-compiles the project's commands (the guest agent and
+// the host CLI) for linux/amd64 and linux/arm64 as static, reproducible
+// executables: CGO_ENABLED=0, -trimpath, no build id, version stamped with
+// -ldflags -X.
+package binaries
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+
+	"github.com/kvmmanager/guest-agent/build/version"
+)
+
+// Arches are the Go architectures every release carries.
+var Arches = []string{"amd64", "arm64"}
+
+// Command is one main package to build.
+type Command struct {
+	Name     string // output file name, e.g. "kvmmanager-agent"
+	Package  string // package path relative to the module root, e.g. "./agent/cmd/kvmmanager-agent"
+	Required bool   // a missing package directory is an error rather than a notice
+}
+
+// Agent is the guest agent, shipped on the ISO and in the packages.
+var Agent = Command{Name: "kvmmanager-agent", Package: "./agent/cmd/kvmmanager-agent", Required: true}
+
+// AgentCtl is the host-side CLI; it is built but not shipped to guests.
+var AgentCtl = Command{Name: "kvmmanager-agentctl", Package: "./agent/cmd/kvmmanager-agentctl"}
+
+// Commands are the commands built by Build, in order.
+var Commands = []Command{Agent, AgentCtl}
+
+// versionPkg is the package whose variables carry the build identity.
+const versionPkg = "github.com/kvmmanager/guest-agent/agent/version"
+
+// Options configure Build.
+type Options struct {
+	Root    string       // module root
+	Dist    string       // output root; binaries go to Dist/bin/linux-<arch>/<name>
+	Info    version.Info // identity stamped into the binaries
+	Arches  []string     // default Arches
+	Notices func(string) // receives notices about skipped commands (may be nil)
+}
+
+// Binary is one built executable.
+type Binary struct {
+	Command Command
+	Arch    string
+	Path    string
+}
+
+// Path returns where the binary of cmd for arch is written under dist.
+func Path(dist, arch, name string) string {
+	return filepath.Join(dist, "bin", "linux-"+arch, name)
+}
+
+// Present returns the commands whose package directory exists under root.
+// A required command whose directory is missing is an error.
+func Present(root string, notice func(string)) ([]Command, error) {
+	var out []Command
+	for _, c := range Commands {
+		dir := filepath.Join(root, filepath.FromSlash(c.Package))
+		if _, err := os.Stat(dir); err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				if c.Required {
+					return nil, fmt.Errorf("build %s: package %s does not exist", c.Name, dir)
+				}
+				if notice != nil {
+					notice(fmt.Sprintf("skipping %s: %s does not exist yet", c.Name, c.Package))
+				}
+				continue
+			}
+			return nil, fmt.Errorf("stat %s: %w", dir, err)
+		}
+		out = append(out, c)
+	}
+	return out, nil
+}
+
+// Build compiles every present command for every architecture, in parallel
+// per architecture, and returns the binaries in command-then-arch order.
+func Build(ctx context.Context, opts Options) ([]Binary, error) {
+	arches := opts.Arches
+	if len(arches) == 0 {
+		arches = Arches
+	}
+	cmds, err := Present(opts.Root, opts.Notices)
+	if err != nil {
+		return nil, err
+	}
+	var out []Binary
+	for _, c := range cmds {
+		for _, a := range arches {
+			out = append(out, Binary{Command: c, Arch: a, Path: Path(opts.Dist, a, c.Name)})
+		}
+	}
+	errs := make([]error, len(out))
+	var wg sync.WaitGroup
+	for i, b := range out {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = compile(ctx, opts, b)
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// LDFlags returns the linker flags that strip the binary and stamp info.
+func LDFlags(info version.Info) string {
+	return strings.Join([]string{
+		"-s", "-w", "-buildid=",
+		"-X", versionPkg + ".Version=" + info.Version,
+		"-X", versionPkg + ".Commit=" + info.Commit,
+	}, " ")
+}
+
+func compile(ctx context.Context, opts Options, b Binary) error {
+	if err := os.MkdirAll(filepath.Dir(b.Path), 0o755); err != nil {
+		return fmt.Errorf("create %s: %w", filepath.Dir(b.Path), err)
+	}
+	// Write next to the target and rename, so an interrupted build never
+	// leaves a truncated binary that looks up to date.
+	tmp := b.Path + ".tmp"
+	args := []string{"build", "-trimpath", "-buildvcs=false", "-ldflags", LDFlags(opts.Info), "-o", tmp, b.Command.Package}
+	cmd := exec.CommandContext(ctx, "go", args...)
+	cmd.Dir = opts.Root
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH="+b.Arch)
+	var out bytes.Buffer
+	cmd.Stdout = &out
+	cmd.Stderr = &out
+	if err := cmd.Run(); err != nil {
+		_ = os.Remove(tmp)
+		return fmt.Errorf("go build %s for linux/%s: %w\n%s", b.Command.Package, b.Arch, err, out.String())
+	}
+	if err := os.Rename(tmp, b.Path); err != nil {
+		return fmt.Errorf("rename %s: %w", tmp, err)
+	}
+	return nil
+}
