@@ -1,0 +1,189 @@
+package vm_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/kvmmanager/guest-agent/build/initramfs"
+	"github.com/kvmmanager/guest-agent/build/testenv"
+	"github.com/kvmmanager/guest-agent/build/vm"
+)
+
+// hostKernel returns the host's Debian cloud kernel, which boots an amd64
+// guest without any module (the tests here need no device driver).
+func hostKernel(t *testing.T) string {
+	t.Helper()
+	testenv.NeedCommands(t, "qemu-system-x86_64")
+	k, _ := filepath.Glob("/boot/vmlinuz-*-cloud-amd64")
+	if len(k) == 0 {
+		testenv.Unavailable(t, "no /boot/vmlinuz-*-cloud-amd64 (apt-get install linux-image-cloud-amd64)")
+	}
+	return k[len(k)-1]
+}
+
+// scriptInitrd writes an initramfs holding the host's static busybox and
+// /init running script.
+func scriptInitrd(t *testing.T, script string) string {
+	t.Helper()
+	testenv.NeedFile(t, "/bin/busybox")
+	bb, err := os.ReadFile("/bin/busybox")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var a initramfs.Archive
+	for _, err := range []error{
+		a.File("bin/busybox", 0o755, bb),
+		a.Symlink("bin/sh", "busybox"),
+		a.File("init", 0o755, []byte("#!/bin/sh\n"+script)),
+	} {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	var buf bytes.Buffer
+	if _, err := a.WriteTo(&buf); err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(t.TempDir(), "initrd.cpio")
+	if err := os.WriteFile(p, buf.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestPowerOffEndsQEMU(t *testing.T) {
+	kernel := hostKernel(t)
+	initrd := scriptInitrd(t, "echo MARKER-$((6*7))\n/bin/busybox poweroff -f\n")
+	for _, noReboot := range []bool{false, true} {
+		m, err := vm.Start(context.Background(), vm.Config{
+			Arch: "amd64", Kernel: kernel, Initrd: initrd, NoReboot: noReboot,
+			Append:     "console=ttyS0 quiet panic=-1",
+			ConsoleLog: filepath.Join(t.TempDir(), "console.log"),
+			Timeout:    3 * time.Minute,
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := m.Wait(); err != nil {
+			t.Fatalf("NoReboot=%v: %v", noReboot, err)
+		}
+		log, err := os.ReadFile(m.ConsoleLog())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Contains(log, []byte("MARKER-42")) {
+			t.Errorf("NoReboot=%v: console log %s lacks the line /init printed:\n%s", noReboot, m.ConsoleLog(), log)
+		}
+	}
+}
+
+func TestRebootEndsQEMUUnderNoReboot(t *testing.T) {
+	kernel := hostKernel(t)
+	initrd := scriptInitrd(t, "/bin/busybox reboot -f\n")
+	m, err := vm.Start(context.Background(), vm.Config{
+		Arch: "amd64", Kernel: kernel, Initrd: initrd, NoReboot: true,
+		Append: "console=ttyS0 quiet", Timeout: 3 * time.Minute,
+		ConsoleLog: filepath.Join(t.TempDir(), "console.log"),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Wait(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// hangingMachine boots a kernel with no initramfs: it panics for want of
+// a root file system and, with panic=0, hangs there.
+func hangingMachine(t *testing.T, ctx context.Context, timeout time.Duration) *vm.Machine {
+	kernel := hostKernel(t)
+	m, err := vm.Start(ctx, vm.Config{
+		Arch: "amd64", Kernel: kernel, Append: "console=ttyS0 panic=0",
+		Timeout: timeout, ConsoleLog: filepath.Join(t.TempDir(), "console.log"),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(m.Kill)
+	return m
+}
+
+func TestWatchdogAndCancelKillQEMU(t *testing.T) {
+	t.Run("watchdog", func(t *testing.T) {
+		m := hangingMachine(t, context.Background(), 2*time.Second)
+		err := m.Wait()
+		if err == nil || !strings.Contains(err.Error(), "watchdog") || !strings.Contains(err.Error(), m.ConsoleLog()) {
+			t.Fatalf("Wait() = %v, want a watchdog error naming %s", err, m.ConsoleLog())
+		}
+	})
+	t.Run("cancel", func(t *testing.T) {
+		ctx, cancel := context.WithCancel(context.Background())
+		m := hangingMachine(t, ctx, time.Minute)
+		cancel()
+		err := m.Wait()
+		if err == nil || !strings.Contains(err.Error(), context.Canceled.Error()) {
+			t.Fatalf("Wait() = %v, want a cancellation error", err)
+		}
+	})
+	t.Run("kill", func(t *testing.T) {
+		m := hangingMachine(t, context.Background(), time.Minute)
+		m.Kill()
+		select {
+		case <-m.Done():
+		default:
+			t.Fatal("Done not closed after Kill")
+		}
+		if err := m.Wait(); err == nil {
+			t.Fatal("Wait() = nil after Kill")
+		}
+	})
+}
+
+func TestChangeCDROM(t *testing.T) {
+	m := hangingMachine(t, context.Background(), time.Minute)
+	iso := filepath.Join(t.TempDir(), "new.iso")
+	if err := os.WriteFile(iso, make([]byte, 64<<10), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.ChangeCDROM(iso); err != nil {
+		t.Fatalf("ChangeCDROM(%s): %v", iso, err)
+	}
+	missing := filepath.Join(t.TempDir(), "missing.iso")
+	if err := m.ChangeCDROM(missing); err == nil || !strings.Contains(err.Error(), "missing.iso") {
+		t.Fatalf("ChangeCDROM(%s) = %v, want an error naming the file", missing, err)
+	}
+	m.Kill()
+	if err := m.ChangeCDROM(iso); err == nil {
+		t.Fatal("ChangeCDROM after exit succeeded")
+	}
+}
+
+func TestStartRejectsBadConfig(t *testing.T) {
+	tests := []struct {
+		name string
+		cfg  vm.Config
+	}{
+		{"no kernel", vm.Config{Arch: "amd64"}},
+		{"bad arch", vm.Config{Arch: "riscv64", Kernel: "/dev/null"}},
+		{"missing kernel", vm.Config{Arch: "amd64", Kernel: "/nonexistent/vmlinuz"}},
+		{"long socket", vm.Config{Arch: "amd64", Kernel: "/dev/null", AgentSocket: "/" + strings.Repeat("x", 120)}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			m, err := vm.Start(context.Background(), tt.cfg)
+			if err == nil {
+				m.Kill()
+				t.Fatal("Start succeeded")
+			}
+			if errors.Is(err, context.Canceled) {
+				t.Fatal(err)
+			}
+		})
+	}
+}
