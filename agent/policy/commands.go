@@ -1,0 +1,106 @@
+package policy
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+)
+
+// SystemPATH is the only search path for bare command names, and the PATH
+// of every child process. A request's environment never changes it.
+const SystemPATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+// Errors returned (wrapped) by Commands.Resolve.
+var (
+	// ErrBadCommand: the command is empty, contains a NUL byte, or is a
+	// relative path with a slash ("./x", "../bin/ls", "bin/ls").
+	ErrBadCommand = errors.New("command must be a bare name or an absolute path")
+	// ErrNotWhitelisted: the whitelist is on and the command is not in it.
+	ErrNotWhitelisted = errors.New("command is not in command_whitelist")
+	// ErrCommandNotFound: no such executable.
+	ErrCommandNotFound = errors.New("command not found")
+	// ErrNotExecutable: the file exists but is not an executable regular file.
+	ErrNotExecutable = errors.New("not an executable regular file")
+)
+
+// Commands decides which commands exec_command may run.
+type Commands struct {
+	whitelistEnabled bool
+	whitelist        []string
+	dirs             []string
+}
+
+// NewCommands returns the command policy. With the whitelist enabled, a
+// command must be a bare name listed in whitelist (resolved through dirs) or
+// an absolute path listed verbatim. dirs is the search path for bare names;
+// nil means SystemPATH.
+func NewCommands(whitelistEnabled bool, whitelist []string, dirs []string) *Commands {
+	if dirs == nil {
+		dirs = filepath.SplitList(SystemPATH)
+	}
+	return &Commands{whitelistEnabled: whitelistEnabled, whitelist: slices.Clone(whitelist), dirs: dirs}
+}
+
+// Resolve returns the absolute path of the executable to run for command.
+func (c *Commands) Resolve(command string) (string, error) {
+	switch {
+	case command == "" || strings.IndexByte(command, 0) >= 0:
+		return "", fmt.Errorf("command %q: %w", command, ErrBadCommand)
+	case strings.ContainsRune(command, '/') && !filepath.IsAbs(command):
+		return "", fmt.Errorf("command %q: %w", command, ErrBadCommand)
+	}
+	if c.whitelistEnabled && !slices.Contains(c.whitelist, command) {
+		return "", fmt.Errorf("command %q: %w", command, ErrNotWhitelisted)
+	}
+	if filepath.IsAbs(command) {
+		if err := checkExecutable(command); err != nil {
+			return "", err
+		}
+		return command, nil
+	}
+	var firstErr error
+	for _, dir := range c.dirs {
+		if !trustedDir(dir) {
+			continue
+		}
+		p := filepath.Join(dir, command)
+		err := checkExecutable(p)
+		if err == nil {
+			return p, nil
+		}
+		if firstErr == nil && !errors.Is(err, ErrCommandNotFound) {
+			firstErr = err
+		}
+	}
+	if firstErr != nil {
+		return "", firstErr
+	}
+	return "", fmt.Errorf("command %q: %w in %s", command, ErrCommandNotFound, strings.Join(c.dirs, ":"))
+}
+
+// trustedDir reports whether dir exists and is not world-writable:
+// a world-writable search directory would let anyone plant a
+// command the agent then runs as root.
+func trustedDir(dir string) bool {
+	fi, err := os.Stat(dir)
+	return err == nil && fi.IsDir() && fi.Mode().Perm()&0o002 == 0
+}
+
+func checkExecutable(p string) error {
+	fi, err := os.Stat(p)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR) {
+			return fmt.Errorf("command %s: %w", p, ErrCommandNotFound)
+		}
+		return fmt.Errorf("stat %s: %w", p, err)
+	}
+	if !fi.Mode().IsRegular() || fi.Mode().Perm()&0o111 == 0 {
+		return fmt.Errorf("command %s: %w", p, ErrNotExecutable)
+	}
+	return nil
+}
