@@ -1,0 +1,115 @@
+package server
+
+import (
+	"bufio"
+	"bytes"
+	"io"
+
+	"github.com/kvmmanager/guest-agent/agent/protocol"
+)
+
+// readBufferSize is the size of the buffered reader under the line reader.
+// Lines that fit in it are handed out without being copied.
+const readBufferSize = 64 << 10
+
+// lineKind tells what lineReader.next found.
+type lineKind int
+
+const (
+	lineComplete lineKind = iota // a whole line (without its terminator)
+	lineOversize                 // a line crossed the limit; its rest is being discarded
+)
+
+// lineReader splits a byte stream into lines of at most max bytes.
+//
+// A line that fits in the read buffer is returned as a slice of that buffer
+// (no copy); a longer one is assembled in a scratch buffer that never grows
+// beyond max. A line that crosses max is reported once as lineOversize and
+// then skipped as it streams in, up to its newline, so its size never
+// matters. A protocol.ResyncByte (0xFF) anywhere drops the partial line
+// before it, including an oversize line being skipped. Every slice returned
+// is valid only until the next call.
+type lineReader struct {
+	br         *bufio.Reader
+	max        int
+	scratch    []byte
+	discarding bool // inside an oversize line, skipping to its end
+}
+
+func newLineReader(r io.Reader, max int) *lineReader {
+	return &lineReader{br: bufio.NewReaderSize(r, readBufferSize), max: max}
+}
+
+// next returns the next line without its '\n' (and without a '\r' before
+// it). At end of input a final unterminated line is returned as a line; after
+// it, next returns the reader's error (io.EOF at a clean end).
+func (lr *lineReader) next() ([]byte, lineKind, error) {
+	lr.scratch = lr.scratch[:0]
+	for {
+		chunk, err := lr.br.ReadSlice('\n')
+		if i := bytes.LastIndexByte(chunk, protocol.ResyncByte); i >= 0 {
+			// Resync: whatever came before the 0xFF is not a line.
+			lr.scratch = lr.scratch[:0]
+			lr.discarding = false
+			chunk = chunk[i+1:]
+		}
+		complete := err == nil // chunk ends with '\n'
+		if complete {
+			chunk = chunk[:len(chunk)-1]
+		}
+		switch {
+		case lr.discarding:
+			if complete {
+				lr.discarding = false
+				lr.scratch = lr.scratch[:0]
+				continue
+			}
+		case len(lr.scratch)+len(chunk) > lr.max:
+			// Report it now, however long the rest is; skip the rest
+			// on the following calls.
+			lr.scratch = lr.scratch[:0]
+			lr.discarding = !complete
+			return nil, lineOversize, nil
+		case complete && len(lr.scratch) == 0:
+			return trimCR(chunk), lineComplete, nil // still in the read buffer: no copy
+		default:
+			lr.scratch = append(lr.scratch, chunk...)
+			if complete {
+				return trimCR(lr.scratch), lineComplete, nil
+			}
+		}
+		if err == bufio.ErrBufferFull {
+			continue
+		}
+		if err != nil {
+			// End of input: a final unterminated line still counts.
+			if len(lr.scratch) > 0 && !lr.discarding {
+				return trimCR(lr.scratch), lineComplete, nil
+			}
+			lr.discarding = false
+			return nil, lineComplete, err
+		}
+	}
+}
+
+// release drops a scratch buffer that grew large for one long line, so that
+// its memory goes back to the heap instead of staying with an idle connection.
+func (lr *lineReader) release() {
+	if cap(lr.scratch) > readBufferSize {
+		lr.scratch = nil
+	}
+}
+
+// detach hands the scratch buffer's memory over to the caller: the next line
+// is assembled in a new buffer. It lets a long line's params live on without
+// a copy while a handler runs.
+func (lr *lineReader) detach() {
+	lr.scratch = nil
+}
+
+func trimCR(b []byte) []byte {
+	if n := len(b); n > 0 && b[n-1] == '\r' {
+		return b[:n-1]
+	}
+	return b
+}

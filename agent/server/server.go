@@ -1,0 +1,514 @@
+// Package server frames and dispatches the agent's JSON-RPC 2.0 protocol:
+// one message per line on any byte stream (a virtio-serial port, a unix
+// socket connection).
+//
+// Requests on a connection run concurrently, up to a bound; each response is
+// encoded into a reusable buffer and written as one whole line under a lock,
+// so replies never interleave but may come out of order (hosts match them by
+// id). Lines are bounded: an over-long line is skipped as it streams in and
+// answered with -32600, and a 0xFF byte drops any partial line. See
+// agent/PROTOCOL.md for the wire contract.
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"runtime/debug"
+	"sync"
+	"time"
+
+	"github.com/kvmmanager/guest-agent/agent/protocol"
+)
+
+// Handler runs one method. It returns a result, which the server encodes as
+// JSON, or an error: a *protocol.Error (also wrapped) keeps its code, any
+// other error is sent as -32603. params is nil when the request had none (or
+// null). ctx is cancelled when the connection's peer is gone or when a
+// shutdown's drain time is over.
+type Handler func(ctx context.Context, params json.RawMessage) (any, error)
+
+// Defaults for Options.
+const (
+	DefaultMaxConcurrent = 10
+	DefaultDrainTimeout  = 5 * time.Second
+	// DefaultMaxFileSize is the max_file_size_bytes the default line limit
+	// is computed from.
+	DefaultMaxFileSize = 10 << 20
+)
+
+// lineOverhead is what a line may hold beyond a file's encoded content: the
+// JSON-RPC envelope, the path (up to PATH_MAX, escaped) and the other params.
+const lineOverhead = 64 << 10
+
+// LineLimit returns the longest request line accepted when files may be
+// maxFileSize bytes: room for a file_write of that size in base64
+// (4*ceil(n/3) bytes), one sixth more for utf8 content with JSON escapes,
+// and 64 KiB for the rest of the request.
+func LineLimit(maxFileSize int64) int {
+	if maxFileSize < 0 {
+		maxFileSize = 0
+	}
+	return int(4*((maxFileSize+2)/3) + maxFileSize/6 + lineOverhead)
+}
+
+// Options configure a Server. Zero values mean the defaults.
+type Options struct {
+	// Logger receives the server's logs; nil discards them.
+	Logger *slog.Logger
+	// MaxConcurrent bounds the requests running at once on one connection
+	// (config max_concurrent_requests). When it is reached the server stops
+	// reading that connection until a request finishes.
+	MaxConcurrent int
+	// MaxLineBytes is the longest request line; default
+	// LineLimit(DefaultMaxFileSize).
+	MaxLineBytes int
+	// DrainTimeout is how long ServeConn lets running requests finish after
+	// its context is cancelled before cancelling them.
+	DrainTimeout time.Duration
+}
+
+// Server dispatches requests to handlers. It is safe for concurrent use by
+// several connections.
+type Server struct {
+	handlers map[string]*entry
+	log      *slog.Logger
+	maxConc  int
+	maxLine  int
+	drain    time.Duration
+}
+
+type entry struct {
+	name string
+	h    Handler
+}
+
+// New returns a server for the given methods.
+func New(handlers map[string]Handler, opts Options) *Server {
+	s := &Server{
+		handlers: make(map[string]*entry, len(handlers)),
+		log:      opts.Logger,
+		maxConc:  opts.MaxConcurrent,
+		maxLine:  opts.MaxLineBytes,
+		drain:    opts.DrainTimeout,
+	}
+	for name, h := range handlers {
+		s.handlers[name] = &entry{name: name, h: h}
+	}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	if s.maxConc <= 0 {
+		s.maxConc = DefaultMaxConcurrent
+	}
+	if s.maxLine <= 0 {
+		s.maxLine = LineLimit(DefaultMaxFileSize)
+	}
+	if s.drain <= 0 {
+		s.drain = DefaultDrainTimeout
+	}
+	return s
+}
+
+// MaxLineBytes returns the line limit in force.
+func (s *Server) MaxLineBytes() int { return s.maxLine }
+
+// EOFHangup is implemented by connections on which the end of input means
+// that the peer has gone and will read no reply: a virtio-serial port whose
+// host disconnected. ServeConn then cancels the requests still running. On
+// other connections (sockets) end of input may be a half-close, so the
+// running requests finish and their replies are written.
+type EOFHangup interface {
+	EOFHangsUp() bool
+}
+
+// readDeadliner is implemented by connections whose blocked Read can be
+// interrupted (net.Conn, os.File, the virtio-serial port).
+type readDeadliner interface {
+	SetReadDeadline(t time.Time) error
+}
+
+// ServeConn reads requests from rw and writes the responses to it until the
+// peer closes its end, an I/O error occurs or ctx is cancelled.
+//
+// When ctx is cancelled ServeConn stops reading at once, lets the running
+// requests finish for up to the drain timeout, then cancels them. If rw's
+// Read cannot be interrupted (it has no SetReadDeadline), the reading
+// goroutine ends only when the caller closes rw, which it should do after
+// ServeConn returns.
+//
+// The result is nil after the peer closed the stream or after a complete
+// drain, and the error otherwise.
+func (s *Server) ServeConn(ctx context.Context, rw io.ReadWriter) error {
+	c := s.newConn(ctx, rw)
+	defer c.cancel()
+
+	readDone := make(chan error, 1)
+	go func() { readDone <- c.readLoop() }()
+
+	var readErr error
+	cancelled := false
+	select {
+	case readErr = <-readDone:
+		c.stopReading()
+		if h, ok := rw.(EOFHangup); ok && readErr == nil && h.EOFHangsUp() {
+			c.cancel()
+		}
+	case <-ctx.Done():
+		c.stopReading()
+		cancelled = true
+	}
+
+	idle := make(chan struct{})
+	go func() { c.wg.Wait(); close(idle) }()
+	if !cancelled {
+		select {
+		case <-idle:
+			return c.result(readErr)
+		case <-ctx.Done():
+		}
+	}
+	timer := time.NewTimer(s.drain)
+	defer timer.Stop()
+	select {
+	case <-idle:
+		return c.result(readErr)
+	case <-timer.C:
+	}
+	c.cancel()
+	// Cancelled handlers kill their children and return promptly; give
+	// them a moment so that nothing is left running when the agent exits.
+	grace := time.NewTimer(time.Second)
+	defer grace.Stop()
+	select {
+	case <-idle:
+	case <-grace.C:
+	}
+	return fmt.Errorf("drain: requests still running after %v were cancelled", s.drain)
+}
+
+// conn is the state of one ServeConn.
+type conn struct {
+	s      *Server
+	rw     io.ReadWriter
+	hctx   context.Context // parent of the handlers' contexts
+	cancel context.CancelFunc
+	sem    chan struct{}
+	stop   chan struct{} // closed when reading stops
+
+	mu       sync.Mutex // guards closing and wg.Add
+	closing  bool
+	stopOnce sync.Once
+	wg       sync.WaitGroup
+
+	wmu  sync.Mutex // serialises writes: one whole line at a time
+	werr error
+}
+
+func (s *Server) newConn(ctx context.Context, rw io.ReadWriter) *conn {
+	// Handlers outlive ctx by the drain time: they get a context of their
+	// own, cancelled when the drain is over or the peer is gone.
+	hctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	return &conn{
+		s:      s,
+		rw:     rw,
+		hctx:   hctx,
+		cancel: cancel,
+		sem:    make(chan struct{}, s.maxConc),
+		stop:   make(chan struct{}),
+	}
+}
+
+// stopReading makes the read loop dispatch nothing more and interrupts a
+// blocked Read where rw allows it.
+func (c *conn) stopReading() {
+	c.stopOnce.Do(func() {
+		c.mu.Lock()
+		c.closing = true
+		c.mu.Unlock()
+		close(c.stop)
+		if d, ok := c.rw.(readDeadliner); ok {
+			_ = d.SetReadDeadline(time.Now())
+		}
+	})
+}
+
+func (c *conn) stopped() bool {
+	select {
+	case <-c.stop:
+		return true
+	default:
+		return false
+	}
+}
+
+func (c *conn) result(readErr error) error {
+	c.wmu.Lock()
+	werr := c.werr
+	c.wmu.Unlock()
+	if werr != nil {
+		return fmt.Errorf("write response: %w", werr)
+	}
+	return readErr
+}
+
+// readLoop reads and dispatches lines until end of input, an error or stop.
+func (c *conn) readLoop() error {
+	lr := newLineReader(c.rw, c.s.maxLine)
+	for {
+		line, kind, err := lr.next()
+		if c.stopped() {
+			return nil
+		}
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				return nil
+			}
+			return fmt.Errorf("read request: %w", err)
+		}
+		if kind == lineOversize {
+			c.s.log.Warn("request line too long, discarded", "limit", c.s.maxLine)
+			c.reply(nil, protocol.Errorf(protocol.CodeInvalidRequest,
+				"request line longer than %d bytes", c.s.maxLine))
+			continue
+		}
+		c.handleLine(line, lr)
+		lr.release()
+	}
+}
+
+// handleLine answers or dispatches one line.
+func (c *conn) handleLine(line []byte, lr *lineReader) {
+	line = trimSpace(line)
+	if len(line) == 0 {
+		return // blank lines are keep-alives
+	}
+	if !json.Valid(line) {
+		c.reply(nil, protocol.Errorf(protocol.CodeParseError, "parse error: the line is not valid JSON"))
+		return
+	}
+	// A line longer than the read buffer lives in the line reader's scratch
+	// buffer: hand that over instead of copying big params.
+	owned := false
+	if len(line) > readBufferSize {
+		lr.detach()
+		owned = true
+	}
+	switch line[0] {
+	case '{':
+		c.single(line, owned)
+	case '[':
+		c.batch(line, owned)
+	default:
+		c.reply(nil, protocol.Errorf(protocol.CodeInvalidRequest, "invalid request: a request must be a JSON object"))
+	}
+}
+
+// call is one request being handled.
+type call struct {
+	c      *conn
+	e      *entry
+	params json.RawMessage
+	id     []byte // nil for a notification
+	notify bool
+	b      *batch // nil unless part of a batch
+	part   int    // index in b.parts
+
+	mu    sync.Mutex
+	done  bool // response written (or dropped)
+	hooks []func()
+}
+
+// prepare validates a request object. It returns either a call ready to run
+// or the error to answer with (id is the id to answer with, nil for null).
+// Both are nil for a notification that needs no answer.
+func (c *conn) prepare(obj []byte, owned bool) (cl *call, id []byte, perr *protocol.Error) {
+	r := scanRequest(obj)
+	if r.id != nil && !idOK(r.id) {
+		return nil, nil, protocol.Errorf(protocol.CodeInvalidRequest, "invalid request: id must be a number, a string or null")
+	}
+	if r.id != nil {
+		id = append([]byte(nil), r.id...)
+	}
+	if !jsonrpcOK(r.jsonrpc) {
+		return nil, id, protocol.Errorf(protocol.CodeInvalidRequest, `invalid request: "jsonrpc" must be "2.0"`)
+	}
+	name, ok := methodName(r.method)
+	if !ok {
+		return nil, id, protocol.Errorf(protocol.CodeInvalidRequest, `invalid request: "method" must be a string`)
+	}
+	if r.params != nil && !paramsOK(r.params) {
+		return nil, id, protocol.Errorf(protocol.CodeInvalidRequest, `invalid request: "params" must be an object or an array`)
+	}
+	e := c.s.handlers[string(name)]
+	if e == nil {
+		if r.id == nil {
+			return nil, nil, nil
+		}
+		return nil, id, protocol.Errorf(protocol.CodeMethodNotFound, "method %q not found", printable(name))
+	}
+	cl = &call{c: c, e: e, id: id, notify: r.id == nil}
+	if r.params != nil && r.params[0] != 'n' {
+		if owned {
+			cl.params = r.params
+		} else {
+			cl.params = append(json.RawMessage(nil), r.params...)
+		}
+	}
+	return cl, nil, nil
+}
+
+func (c *conn) single(obj []byte, owned bool) {
+	cl, id, perr := c.prepare(obj, owned)
+	switch {
+	case perr != nil:
+		c.reply(id, perr)
+	case cl != nil:
+		c.start(cl)
+	}
+}
+
+// start runs cl in its own goroutine once a concurrency slot is free. It
+// reports false, without running cl, when reading has stopped meanwhile.
+func (c *conn) start(cl *call) bool {
+	select {
+	case c.sem <- struct{}{}:
+	case <-c.stop:
+		return false
+	}
+	c.mu.Lock()
+	if c.closing {
+		c.mu.Unlock()
+		<-c.sem
+		return false
+	}
+	c.wg.Add(1)
+	c.mu.Unlock()
+	go cl.run()
+	return true
+}
+
+type afterKey struct{}
+
+// run handles the call and sends its response.
+func (cl *call) run() {
+	c := cl.c
+	defer c.wg.Done()
+	// The slot is held until the response is written, so a peer that does
+	// not read its replies cannot pile up finished requests.
+	defer func() { <-c.sem }()
+	ctx := context.WithValue(c.hctx, afterKey{}, cl)
+	result, err := cl.invoke(ctx)
+	perr := asProtocolError(err)
+	if cl.b != nil {
+		cl.b.finish(cl, result, perr)
+		return
+	}
+	if !cl.notify {
+		buf := getBuf()
+		buf.appendResponse(cl.id, result, perr)
+		buf.WriteByte('\n')
+		c.write(buf.Bytes())
+		putBuf(buf)
+	}
+	cl.runHooks()
+}
+
+// invoke calls the handler, turning a panic into an internal error.
+func (cl *call) invoke(ctx context.Context) (result any, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			cl.c.s.log.Error("handler panicked", "method", cl.e.name, "panic", p, "stack", string(debug.Stack()))
+			result, err = nil, protocol.Errorf(protocol.CodeInternalError, "internal error in %s", cl.e.name)
+		}
+	}()
+	if log := cl.c.s.log; log.Enabled(ctx, slog.LevelDebug) {
+		log.Debug("request", "method", cl.e.name, "id", string(cl.id))
+	}
+	return cl.e.h(ctx, cl.params)
+}
+
+func asProtocolError(err error) *protocol.Error {
+	if err == nil {
+		return nil
+	}
+	var perr *protocol.Error
+	if errors.As(err, &perr) {
+		return perr
+	}
+	return &protocol.Error{Code: protocol.CodeInternalError, Message: err.Error()}
+}
+
+// runHooks runs the functions registered with AfterResponse, in order.
+func (cl *call) runHooks() {
+	cl.mu.Lock()
+	cl.done = true
+	hooks := cl.hooks
+	cl.hooks = nil
+	cl.mu.Unlock()
+	for _, fn := range hooks {
+		fn()
+	}
+}
+
+// AfterResponse registers fn to run once the response to the request whose
+// handler got ctx has been written to the transport (or dropped because the
+// peer is gone, or never sent because the request is a notification). A
+// batch's hooks run after the whole batch's response. Hooks run in order, in
+// the request's goroutine, so a shutdown drain waits for them: start long
+// work in a goroutine of its own. Called with a context that is not a
+// request's, or after the response was written, AfterResponse runs fn at once.
+func AfterResponse(ctx context.Context, fn func()) {
+	cl, ok := ctx.Value(afterKey{}).(*call)
+	if ok {
+		cl.mu.Lock()
+		if !cl.done {
+			cl.hooks = append(cl.hooks, fn)
+			cl.mu.Unlock()
+			return
+		}
+		cl.mu.Unlock()
+	}
+	fn()
+}
+
+// reply writes an error response from the read loop.
+func (c *conn) reply(id []byte, perr *protocol.Error) {
+	buf := getBuf()
+	buf.appendResponse(id, nil, perr)
+	buf.WriteByte('\n')
+	c.write(buf.Bytes())
+	putBuf(buf)
+}
+
+// write sends one whole line. After a write error the connection is broken:
+// later lines are dropped, reading stops and the handlers are cancelled.
+func (c *conn) write(line []byte) {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if c.werr != nil {
+		return
+	}
+	if _, err := c.rw.Write(line); err != nil {
+		c.werr = err
+		c.s.log.Debug("write failed, closing the connection", "err", err)
+		c.cancel()
+		c.stopReading()
+	}
+}
+
+func trimSpace(b []byte) []byte {
+	i, j := 0, len(b)
+	for i < j && isSpace(b[i]) {
+		i++
+	}
+	for j > i && isSpace(b[j-1]) {
+		j--
+	}
+	return b[i:j]
+}
+
+func isSpace(c byte) bool { return c == ' ' || c == '\t' || c == '\r' || c == '\n' }
