@@ -1,0 +1,135 @@
+package iso
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+)
+
+// FileName is the name of the installer disc under dist/.
+const FileName = "kvmmanager-guest-agent.iso"
+
+// RootFiles maps the files at the root of the disc (other than the
+// generated readme.txt and sha256sums.txt) to their source in the repository.
+var RootFiles = []struct{ Disc, Src string }{
+	{"install.sh", "installers/install.sh"},
+	{"install-debian.sh", "installers/install-debian.sh"},
+	{"install-rhel.sh", "installers/install-rhel.sh"},
+	{"install-alpine.sh", "installers/install-alpine.sh"},
+	{"uninstall.sh", "installers/uninstall.sh"},
+	{"config.json", "packaging/config.json"},
+	{"kvmmanager-agent.service", "packaging/systemd/kvmmanager-agent.service"},
+	{"60-kvmmanager-agent.rules", "packaging/udev/60-kvmmanager-agent.rules"},
+	{"kvmmanager-agent.initd", "packaging/openrc/kvmmanager-agent.initd"},
+	{"kvmmanager-agent.confd", "packaging/openrc/kvmmanager-agent.confd"},
+}
+
+// Package is a built package to put on the disc.
+type Package struct {
+	Arch   string // Go arch: amd64, arm64
+	Format string // deb, rpm, apk
+	Path   string // local file
+}
+
+// Inputs is what the disc is made of.
+type Inputs struct {
+	Root     string            // repository root
+	Version  string            // shown in readme.txt
+	Agents   map[string]string // Go arch -> agent binary
+	Packages []Package
+}
+
+// Layout returns every entry of the installer disc: the root files, the
+// agent per architecture at linux-<arch>/kvmmanager-agent, the packages at
+// packages/<arch>/kvmmanager-agent.<format>, readme.txt, and sha256sums.txt
+// over all of them (check with `sha256sum -c sha256sums.txt` on the disc).
+func Layout(in Inputs) ([]Entry, error) {
+	var entries []Entry
+	for _, f := range RootFiles {
+		src := filepath.Join(in.Root, filepath.FromSlash(f.Src))
+		if _, err := os.Stat(src); err != nil {
+			return nil, fmt.Errorf("iso file %s: %w", f.Disc, err)
+		}
+		entries = append(entries, Entry{Path: f.Disc, Src: src})
+	}
+	arches := make([]string, 0, len(in.Agents))
+	for a := range in.Agents {
+		arches = append(arches, a)
+	}
+	sort.Strings(arches)
+	for _, a := range arches {
+		entries = append(entries, Entry{Path: "linux-" + a + "/kvmmanager-agent", Src: in.Agents[a]})
+	}
+	for _, p := range in.Packages {
+		entries = append(entries, Entry{Path: "packages/" + p.Arch + "/kvmmanager-agent." + p.Format, Src: p.Path})
+	}
+	entries = append(entries, Entry{Path: "readme.txt", Data: []byte(readme(in.Version, arches, in.Packages))})
+
+	sums, err := checksums(entries)
+	if err != nil {
+		return nil, err
+	}
+	entries = append(entries, Entry{Path: "sha256sums.txt", Data: sums})
+	sort.Slice(entries, func(i, j int) bool { return entries[i].Path < entries[j].Path })
+	return entries, nil
+}
+
+func checksums(entries []Entry) ([]byte, error) {
+	lines := make([]string, 0, len(entries))
+	for _, e := range entries {
+		b, err := e.Contents()
+		if err != nil {
+			return nil, err
+		}
+		sum := sha256.Sum256(b)
+		lines = append(lines, hex.EncodeToString(sum[:])+"  "+e.Path+"\n")
+	}
+	sort.Slice(lines, func(i, j int) bool { return lines[i][66:] < lines[j][66:] })
+	return []byte(strings.Join(lines, "")), nil
+}
+
+func readme(version string, arches []string, pkgs []Package) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "KVM Manager guest agent %s\n", version)
+	b.WriteString(`
+This disc installs kvmmanager-agent in a Linux VM. The agent answers the KVM
+Manager host over the virtio-serial port org.kvmmanager.agent.0.
+
+Install (as root, from any directory; the disc is usually at /media/cdrom or
+/mnt after "mount /dev/sr0 /mnt"):
+
+    bash /media/cdrom/install.sh           detects the distribution
+    bash /media/cdrom/install-debian.sh    Debian, Ubuntu (.deb)
+    bash /media/cdrom/install-rhel.sh      RHEL, Fedora, Rocky, Alma (.rpm)
+    sh   /media/cdrom/install-alpine.sh    Alpine (.apk, OpenRC)
+    bash /media/cdrom/uninstall.sh         remove (--purge also removes the config)
+
+Then check it with "systemctl status kvmmanager-agent" (or
+"rc-service kvmmanager-agent status" on Alpine). The VM needs the channel in
+its libvirt definition:
+
+    <channel type='unix'>
+      <target type='virtio' name='org.kvmmanager.agent.0'/>
+    </channel>
+
+Contents:
+    readme.txt, sha256sums.txt        this file; checksums ("sha256sum -c sha256sums.txt")
+    install*.sh, uninstall.sh         installers
+    config.json                       seed configuration (/etc/kvmmanager-agent/config.json)
+    kvmmanager-agent.service          systemd unit
+    60-kvmmanager-agent.rules         udev rule starting the unit when the port appears
+    kvmmanager-agent.initd, .confd    OpenRC service and its options
+`)
+	for _, a := range arches {
+		fmt.Fprintf(&b, "    linux-%s/kvmmanager-agent%s static agent binary for %s\n", a, strings.Repeat(" ", 8-len(a)), a)
+	}
+	for _, p := range pkgs {
+		name := fmt.Sprintf("packages/%s/kvmmanager-agent.%s", p.Arch, p.Format)
+		fmt.Fprintf(&b, "    %-34s%s package (%s)\n", name, p.Format, filepath.Base(p.Path))
+	}
+	return b.String()
+}

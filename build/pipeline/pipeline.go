@@ -1,0 +1,300 @@
+// Package pipeline chains the build steps (binaries, packages, ISO, release
+// files) so that mage targets and tests can run the whole build without
+// mage. Every step records a stamp of its inputs (build identity, Go
+// version, source trees) and its outputs; a step whose inputs and outputs are
+// unchanged is skipped, and a version or source change always rebuilds it.
+package pipeline
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"runtime"
+	"time"
+
+	"github.com/kvmmanager/guest-agent/build/binaries"
+	"github.com/kvmmanager/guest-agent/build/iso"
+	"github.com/kvmmanager/guest-agent/build/packages"
+	"github.com/kvmmanager/guest-agent/build/version"
+)
+
+// Options configure every step.
+type Options struct {
+	Root    string    // repository root
+	Dist    string    // output directory; default Root/dist
+	Version string    // overrides the resolved version (e.g. to build an "upgrade" ISO)
+	Out     io.Writer // receives one line per artifact; default io.Discard
+}
+
+// run is the state of one pipeline run.
+type run struct {
+	opts Options
+	info version.Info
+	out  io.Writer
+}
+
+func start(opts Options) (*run, error) {
+	if opts.Root == "" {
+		return nil, fmt.Errorf("pipeline: Options.Root is empty")
+	}
+	root, err := filepath.Abs(opts.Root)
+	if err != nil {
+		return nil, fmt.Errorf("absolute path of %s: %w", opts.Root, err)
+	}
+	opts.Root = root
+	if opts.Dist == "" {
+		opts.Dist = filepath.Join(root, "dist")
+	}
+	if opts.Dist, err = filepath.Abs(opts.Dist); err != nil {
+		return nil, fmt.Errorf("absolute path of %s: %w", opts.Dist, err)
+	}
+	info, err := version.Resolve(root)
+	if err != nil {
+		return nil, err
+	}
+	if opts.Version != "" {
+		if err := version.Validate(opts.Version); err != nil {
+			return nil, fmt.Errorf("pipeline version override: %w", err)
+		}
+		info.Version = opts.Version
+	}
+	out := opts.Out
+	if out == nil {
+		out = io.Discard
+	}
+	return &run{opts: opts, info: info, out: out}, nil
+}
+
+// Info returns the build identity the pipeline would use with opts.
+func Info(opts Options) (version.Info, error) {
+	r, err := start(opts)
+	if err != nil {
+		return version.Info{}, err
+	}
+	return r.info, nil
+}
+
+// Binaries builds (or finds up to date) the agent and CLI for every
+// architecture.
+func Binaries(ctx context.Context, opts Options) ([]binaries.Binary, error) {
+	r, err := start(opts)
+	if err != nil {
+		return nil, err
+	}
+	bins, _, err := r.binaries(ctx)
+	return bins, err
+}
+
+// Packages builds the binaries and the packages.
+func Packages(ctx context.Context, opts Options) ([]packages.Package, error) {
+	r, err := start(opts)
+	if err != nil {
+		return nil, err
+	}
+	pkgs, _, _, err := r.packages(ctx)
+	return pkgs, err
+}
+
+// ISO builds the binaries, the packages and the installer disc, and returns
+// the disc's path (Dist/kvmmanager-guest-agent.iso).
+func ISO(ctx context.Context, opts Options) (string, error) {
+	r, err := start(opts)
+	if err != nil {
+		return "", err
+	}
+	p, _, err := r.iso(ctx)
+	return p, err
+}
+
+func (r *run) binaries(ctx context.Context) ([]binaries.Binary, string, error) {
+	cmds, err := binaries.Present(r.opts.Root, func(s string) { fmt.Fprintf(r.out, "notice: %s\n", s) })
+	if err != nil {
+		return nil, "", err
+	}
+	var want []binaries.Binary
+	var outputs []string
+	var names []string
+	for _, c := range cmds {
+		names = append(names, c.Name+"="+c.Package)
+		for _, a := range binaries.Arches {
+			p := binaries.Path(r.opts.Dist, a, c.Name)
+			want = append(want, binaries.Binary{Command: c, Arch: a, Path: p})
+			outputs = append(outputs, p)
+		}
+	}
+	src, err := hashGoSources(r.opts.Root, r.opts.Dist)
+	if err != nil {
+		return nil, "", err
+	}
+	key := hashStrings("binaries/1", r.info.Version, r.info.Commit, fmt.Sprint(r.info.SourceDateEpoch),
+		runtime.Version(), fmt.Sprint(names), src)
+	st := stampPath(r.opts.Dist, "binaries")
+	if upToDate(st, key, outputs) {
+		r.report(outputs, 0, true)
+		return want, key, nil
+	}
+	removeStamp(st)
+	bins, err := binaries.Build(ctx, binaries.Options{Root: r.opts.Root, Dist: r.opts.Dist, Info: r.info})
+	if err != nil {
+		return nil, "", err
+	}
+	for _, b := range bins {
+		r.line(b.Path, b.Duration, false)
+	}
+	if err := writeStamp(st, key, outputs); err != nil {
+		return nil, "", err
+	}
+	return bins, key, nil
+}
+
+func (r *run) packages(ctx context.Context) ([]packages.Package, map[string]string, string, error) {
+	bins, binKey, err := r.binaries(ctx)
+	if err != nil {
+		return nil, nil, "", err
+	}
+	agents := map[string]string{}
+	for _, b := range bins {
+		if b.Command.Name == binaries.Agent.Name {
+			agents[b.Arch] = b.Path
+		}
+	}
+	tree, err := hashTree(r.opts.Root, []string{"packaging"})
+	if err != nil {
+		return nil, nil, "", err
+	}
+	key := hashStrings("packages/1", binKey, tree)
+	st := stampPath(r.opts.Dist, "packages")
+	if outs, ok := readStampOutputs(st, key); ok && upToDate(st, key, outs) {
+		if pkgs, err := packages.Identify(outs); err == nil {
+			r.report(outs, 0, true)
+			return pkgs, agents, key, nil
+		}
+	}
+	removeStamp(st)
+	if err := removeOldPackages(r.opts.Dist); err != nil {
+		return nil, nil, "", err
+	}
+	pkgs, err := packages.Build(ctx, packages.Options{Root: r.opts.Root, Dist: r.opts.Dist, Info: r.info, Binaries: agents})
+	if err != nil {
+		return nil, nil, "", err
+	}
+	var outs []string
+	for _, p := range pkgs {
+		outs = append(outs, p.Path)
+		r.line(p.Path, p.Duration, false)
+	}
+	if err := writeStamp(st, key, outs); err != nil {
+		return nil, nil, "", err
+	}
+	return pkgs, agents, key, nil
+}
+
+func (r *run) iso(ctx context.Context) (string, string, error) {
+	pkgs, agents, pkgKey, err := r.packages(ctx)
+	if err != nil {
+		return "", "", err
+	}
+	tree, err := hashTree(r.opts.Root, []string{"installers", "packaging"})
+	if err != nil {
+		return "", "", err
+	}
+	key := hashStrings("iso/1", pkgKey, tree)
+	out := filepath.Join(r.opts.Dist, iso.FileName)
+	st := stampPath(r.opts.Dist, "iso")
+	if upToDate(st, key, []string{out}) {
+		r.report([]string{out}, 0, true)
+		return out, key, nil
+	}
+	removeStamp(st)
+	t0 := time.Now()
+	in := iso.Inputs{Root: r.opts.Root, Version: r.info.Version, Agents: agents}
+	for _, p := range pkgs {
+		in.Packages = append(in.Packages, iso.Package{Arch: p.Arch, Format: p.Format, Path: p.Path})
+	}
+	entries, err := iso.Layout(in)
+	if err != nil {
+		return "", "", err
+	}
+	if err := iso.Write(out, entries, iso.Options{Time: r.info.Time()}); err != nil {
+		return "", "", err
+	}
+	r.line(out, time.Since(t0), false)
+	if err := writeStamp(st, key, []string{out}); err != nil {
+		return "", "", err
+	}
+	return out, key, nil
+}
+
+// Clean removes the output directory.
+func Clean(opts Options) error {
+	dist := opts.Dist
+	if dist == "" {
+		if opts.Root == "" {
+			return fmt.Errorf("pipeline clean: Options.Root is empty")
+		}
+		dist = filepath.Join(opts.Root, "dist")
+	}
+	if err := os.RemoveAll(dist); err != nil {
+		return fmt.Errorf("remove %s: %w", dist, err)
+	}
+	return nil
+}
+
+func (r *run) report(paths []string, d time.Duration, skipped bool) {
+	for _, p := range paths {
+		r.line(p, d, skipped)
+	}
+}
+
+// line prints "path  size  time" for one artifact.
+func (r *run) line(path string, d time.Duration, skipped bool) {
+	size := "?"
+	if st, err := os.Stat(path); err == nil {
+		size = humanSize(st.Size())
+	}
+	rel := path
+	if wd, err := os.Getwd(); err == nil {
+		if p, err := filepath.Rel(wd, path); err == nil && len(p) < len(path) {
+			rel = p
+		}
+	}
+	took := "up to date"
+	if !skipped {
+		took = d.Round(time.Millisecond).String()
+	}
+	fmt.Fprintf(r.out, "%-60s %10s  %s\n", rel, size, took)
+}
+
+func humanSize(n int64) string {
+	switch {
+	case n >= 1<<20:
+		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
+	case n >= 1<<10:
+		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
+	}
+	return fmt.Sprintf("%d B", n)
+}
+
+// removeOldPackages deletes the packages of earlier builds (their names carry
+// the version) so that dist/ only ever holds one release.
+func removeOldPackages(dist string) error {
+	dir := packages.Dir(dist)
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		if os.IsNotExist(err) {
+			return nil
+		}
+		return fmt.Errorf("list %s: %w", dir, err)
+	}
+	for _, e := range entries {
+		switch filepath.Ext(e.Name()) {
+		case ".deb", ".rpm", ".apk":
+			if err := os.Remove(filepath.Join(dir, e.Name())); err != nil {
+				return fmt.Errorf("remove old package: %w", err)
+			}
+		}
+	}
+	return nil
+}

@@ -1,0 +1,206 @@
+package pipeline
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+)
+
+// A stamp records, for one step, the hash of its inputs and the size and
+// modification time of each output as written. The step is up to date when
+// the inputs hash the same and every output is still as it was written.
+type stamp struct {
+	Key     string   `json:"key"`
+	Outputs []output `json:"outputs"`
+}
+
+type output struct {
+	Path    string `json:"path"` // relative to the stamp's dist
+	Size    int64  `json:"size"`
+	ModTime int64  `json:"mtime_ns"`
+}
+
+func stampPath(dist, step string) string {
+	return filepath.Join(dist, ".stamps", step+".json")
+}
+
+// stampDist is the dist directory a stamp file belongs to.
+func stampDist(st string) string { return filepath.Dir(filepath.Dir(st)) }
+
+func readStamp(st string) (stamp, bool) {
+	b, err := os.ReadFile(st)
+	if err != nil {
+		return stamp{}, false
+	}
+	var s stamp
+	if json.Unmarshal(b, &s) != nil {
+		return stamp{}, false
+	}
+	return s, true
+}
+
+// readStampOutputs returns the absolute output paths of a stamp with key.
+func readStampOutputs(st, key string) ([]string, bool) {
+	s, ok := readStamp(st)
+	if !ok || s.Key != key {
+		return nil, false
+	}
+	out := make([]string, len(s.Outputs))
+	for i, o := range s.Outputs {
+		out[i] = filepath.Join(stampDist(st), o.Path)
+	}
+	return out, true
+}
+
+func upToDate(st, key string, outputs []string) bool {
+	s, ok := readStamp(st)
+	if !ok || s.Key != key || len(s.Outputs) != len(outputs) {
+		return false
+	}
+	for i, p := range outputs {
+		o := s.Outputs[i]
+		if filepath.Join(stampDist(st), o.Path) != p {
+			return false
+		}
+		fi, err := os.Stat(p)
+		if err != nil || !fi.Mode().IsRegular() || fi.Size() != o.Size || fi.ModTime().UnixNano() != o.ModTime {
+			return false
+		}
+	}
+	return true
+}
+
+func writeStamp(st, key string, outputs []string) error {
+	s := stamp{Key: key}
+	for _, p := range outputs {
+		fi, err := os.Stat(p)
+		if err != nil {
+			return fmt.Errorf("stamp output: %w", err)
+		}
+		rel, err := filepath.Rel(stampDist(st), p)
+		if err != nil {
+			return fmt.Errorf("stamp output %s: %w", p, err)
+		}
+		s.Outputs = append(s.Outputs, output{Path: rel, Size: fi.Size(), ModTime: fi.ModTime().UnixNano()})
+	}
+	b, err := json.MarshalIndent(s, "", "  ")
+	if err != nil {
+		return fmt.Errorf("encode stamp %s: %w", st, err)
+	}
+	if err := os.MkdirAll(filepath.Dir(st), 0o755); err != nil {
+		return fmt.Errorf("create %s: %w", filepath.Dir(st), err)
+	}
+	if err := os.WriteFile(st, b, 0o644); err != nil {
+		return fmt.Errorf("write stamp %s: %w", st, err)
+	}
+	return nil
+}
+
+// removeStamp invalidates a step before it rebuilds, so that an interrupted
+// build never leaves a stamp that vouches for half-written outputs.
+func removeStamp(st string) { _ = os.Remove(st) }
+
+func hashStrings(parts ...string) string {
+	h := sha256.New()
+	for _, p := range parts {
+		fmt.Fprintf(h, "%d:%s;", len(p), p)
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// hashFiles hashes the names, executable bits and contents of the files
+// (relative to root, sorted).
+func hashFiles(root string, rels []string) (string, error) {
+	sort.Strings(rels)
+	h := sha256.New()
+	for _, rel := range rels {
+		p := filepath.Join(root, rel)
+		f, err := os.Open(p)
+		if err != nil {
+			return "", fmt.Errorf("hash input %s: %w", p, err)
+		}
+		fi, err := f.Stat()
+		if err != nil {
+			f.Close()
+			return "", fmt.Errorf("hash input %s: %w", p, err)
+		}
+		fmt.Fprintf(h, "%s\x00%o\x00%d\x00", filepath.ToSlash(rel), fi.Mode().Perm()&0o111, fi.Size())
+		_, err = io.Copy(h, f)
+		f.Close()
+		if err != nil {
+			return "", fmt.Errorf("hash input %s: %w", p, err)
+		}
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// hashTree hashes every regular file under the given directories of root
+// (missing directories hash as empty: the step itself reports what it needs).
+func hashTree(root string, dirs []string) (string, error) {
+	var rels []string
+	for _, d := range dirs {
+		err := filepath.WalkDir(filepath.Join(root, d), func(p string, e fs.DirEntry, err error) error {
+			if err != nil {
+				if errors.Is(err, fs.ErrNotExist) {
+					return nil
+				}
+				return err
+			}
+			if e.Type().IsRegular() || e.Type()&fs.ModeSymlink != 0 {
+				rel, err := filepath.Rel(root, p)
+				if err != nil {
+					return err
+				}
+				rels = append(rels, rel)
+			}
+			return nil
+		})
+		if err != nil {
+			return "", fmt.Errorf("list inputs under %s: %w", filepath.Join(root, d), err)
+		}
+	}
+	return hashFiles(root, rels)
+}
+
+// hashGoSources hashes go.mod, go.sum and every non-test .go file of the
+// module outside dist (the agent, the build logic, anything they import).
+func hashGoSources(root, dist string) (string, error) {
+	rels := []string{"go.mod", "go.sum"}
+	err := filepath.WalkDir(root, func(p string, e fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if e.IsDir() {
+			name := e.Name()
+			if p != root && (strings.HasPrefix(name, ".") || name == "testdata" || name == "node_modules" || p == dist || p == filepath.Join(root, "dist")) {
+				return filepath.SkipDir
+			}
+			if p != root {
+				if _, err := os.Stat(filepath.Join(p, "go.mod")); err == nil {
+					return filepath.SkipDir // another module
+				}
+			}
+			return nil
+		}
+		if e.Type().IsRegular() && strings.HasSuffix(p, ".go") && !strings.HasSuffix(p, "_test.go") {
+			rel, err := filepath.Rel(root, p)
+			if err != nil {
+				return err
+			}
+			rels = append(rels, rel)
+		}
+		return nil
+	})
+	if err != nil {
+		return "", fmt.Errorf("list Go sources under %s: %w", root, err)
+	}
+	return hashFiles(root, rels)
+}

@@ -1,0 +1,133 @@
+//go:build mage
+
+// Targets of the kvmmanager-agent build. Each is a few lines calling into
+// build/; run `go tool mage -l` to list them, `go tool mage` for the ISO.
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"strings"
+
+	"github.com/kvmmanager/guest-agent/build/pipeline"
+	"github.com/kvmmanager/guest-agent/build/testenv"
+)
+
+// Default is what `go tool mage` alone builds.
+var Default = ISO
+
+// buildOptions builds in the current directory (the repository root) into dist/.
+func buildOptions() (pipeline.Options, error) {
+	wd, err := os.Getwd()
+	if err != nil {
+		return pipeline.Options{}, fmt.Errorf("working directory: %w", err)
+	}
+	return pipeline.Options{Root: wd, Out: os.Stdout}, nil
+}
+
+// Build cross-compiles the agent and agentctl for linux/amd64 and linux/arm64 into dist/bin/.
+func Build(ctx context.Context) error {
+	opts, err := buildOptions()
+	if err != nil {
+		return err
+	}
+	_, err = pipeline.Binaries(ctx, opts)
+	return err
+}
+
+// Packages builds the .deb, .rpm and .apk for both architectures into dist/packages/.
+func Packages(ctx context.Context) error {
+	opts, err := buildOptions()
+	if err != nil {
+		return err
+	}
+	_, err = pipeline.Packages(ctx, opts)
+	return err
+}
+
+// ISO builds dist/kvmmanager-guest-agent.iso with everything on it (the default target).
+func ISO(ctx context.Context) error {
+	opts, err := buildOptions()
+	if err != nil {
+		return err
+	}
+	_, err = pipeline.ISO(ctx, opts)
+	return err
+}
+
+// Release builds everything plus dist/SHA256SUMS and dist/manifest.json.
+func Release(ctx context.Context) error {
+	opts, err := buildOptions()
+	if err != nil {
+		return err
+	}
+	_, err = pipeline.Release(ctx, opts)
+	return err
+}
+
+// Clean removes dist/.
+func Clean() error {
+	opts, err := buildOptions()
+	if err != nil {
+		return err
+	}
+	return pipeline.Clean(opts)
+}
+
+// Test runs go vet, the tests (race detector on ./agent/...), shellcheck and actionlint.
+func Test(ctx context.Context) error {
+	opts, err := buildOptions()
+	if err != nil {
+		return err
+	}
+	if err := goCmd(ctx, "vet", "./..."); err != nil {
+		return err
+	}
+	if err := goCmd(ctx, "test", "-race", "-timeout", "20m", "./agent/..."); err != nil {
+		return err
+	}
+	rest, err := nonAgentPackages(ctx)
+	if err != nil {
+		return err
+	}
+	// ./build/... holds the slow VM and distro tests: no race detector there.
+	if err := goCmd(ctx, append([]string{"test", "-timeout", "40m"}, rest...)...); err != nil {
+		return err
+	}
+	if _, err := exec.LookPath("shellcheck"); err != nil {
+		if testenv.Required() {
+			return fmt.Errorf("shellcheck is not installed and %s=1", testenv.RequireEnv)
+		}
+		fmt.Println("*** SKIPPING shellcheck: not installed (apt-get install shellcheck)")
+	} else if err := pipeline.Shellcheck(ctx, opts.Root, os.Stdout); err != nil {
+		return err
+	}
+	return pipeline.Actionlint(ctx, opts.Root, os.Stdout)
+}
+
+func goCmd(ctx context.Context, args ...string) error {
+	fmt.Println("go " + strings.Join(args, " "))
+	cmd := exec.CommandContext(ctx, "go", args...)
+	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("go %s: %w", args[0], err)
+	}
+	return nil
+}
+
+// nonAgentPackages lists the module's packages outside ./agent/.
+func nonAgentPackages(ctx context.Context) ([]string, error) {
+	out, err := exec.CommandContext(ctx, "go", "list", "./...").Output()
+	if err != nil {
+		return nil, fmt.Errorf("go list ./...: %w", err)
+	}
+	var pkgs []string
+	for _, p := range strings.Fields(string(out)) {
+		if !strings.HasPrefix(p, "github.com/kvmmanager/guest-agent/agent/") && p != "github.com/kvmmanager/guest-agent/agent" {
+			pkgs = append(pkgs, p)
+		}
+	}
+	return pkgs, nil
+}
