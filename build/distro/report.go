@@ -14,9 +14,9 @@ import (
 // the VM's second serial port: single lines "KVMTEST key=value" and blocks
 // "KVMTEST-BEGIN name" ... "KVMTEST-END name rc=N".
 type Report struct {
-	Lines    []string   // the "key=value" words of every KVMTEST line, in order
-	Sections []Section  // every complete block, in order
-	Open     *Section   // a block that has begun but not ended, if any
+	Lines    []string  // the "key=value" words of every KVMTEST line, in order
+	Sections []Section // every complete block, in order
+	Open     *Section  // a block that has begun but not ended, if any
 }
 
 // Section is one block of a Report.
