@@ -28,6 +28,13 @@ func TestMain(m *testing.M) {
 	}
 	workDir = dir
 	code := m.Run()
+	// The disc trees are read-only like the disc; make them removable.
+	_ = filepath.Walk(dir, func(p string, fi os.FileInfo, err error) error {
+		if err == nil && fi.IsDir() {
+			_ = os.Chmod(p, 0o755)
+		}
+		return nil
+	})
 	if err := os.RemoveAll(dir); err != nil {
 		fmt.Fprintf(os.Stderr, "remove %s: %v\n", dir, err)
 	}
