@@ -61,7 +61,7 @@ func (p *Paths) Do(path string, op func(root *os.Root, name string) error) error
 		return fmt.Errorf("path %q: %w", path, ErrNotAbsolute)
 	}
 	if strings.IndexByte(path, 0) >= 0 {
-		return fmt.Errorf("path %q contains a NUL byte: %w", path, ErrOutside)
+		return &OutsideError{Path: path, Key: p.key}
 	}
 	comps := components(path)
 	type candidate struct {
@@ -111,8 +111,20 @@ func (p *Paths) Do(path string, op func(root *os.Root, name string) error) error
 	if missing != nil && !escaped {
 		return missing
 	}
-	return fmt.Errorf("path %q is outside %s: %w", path, p.key, ErrOutside)
+	return &OutsideError{Path: path, Key: p.key}
 }
+
+// OutsideError is Do's refusal of a path outside the allowed entries. It
+// matches ErrOutside with errors.Is.
+type OutsideError struct {
+	Path string // as requested
+	Key  string // the config key, e.g. allowed_read_paths
+}
+
+func (e *OutsideError) Error() string { return fmt.Sprintf("path %q is outside %s", e.Path, e.Key) }
+
+// Is makes errors.Is(err, ErrOutside) true.
+func (e *OutsideError) Is(target error) bool { return target == ErrOutside }
 
 // IsEscape reports whether err is os.Root's refusal of a path that leaves the
 // root ("path escapes from parent"). The os package does not export that

@@ -1,0 +1,228 @@
+package methods
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/kvmmanager/guest-agent/agent/protocol"
+)
+
+// pseudoFS are the file system types get_disk_usage leaves out: kernel
+// interfaces with no storage behind them. tmpfs, devtmpfs and overlay stay,
+// as with df: they hold real data (RAM or the container's root) and their
+// figures are real.
+var pseudoFS = map[string]bool{
+	"autofs": true, "binfmt_misc": true, "bpf": true, "cgroup": true, "cgroup2": true,
+	"configfs": true, "debugfs": true, "devpts": true, "efivarfs": true, "fusectl": true,
+	"fuse.lxcfs": true, "fuse.gvfsd-fuse": true, "fuse.portal": true, "hugetlbfs": true,
+	"mqueue": true, "nfsd": true, "nsfs": true, "proc": true, "pstore": true, "ramfs": true,
+	"rpc_pipefs": true, "securityfs": true, "selinuxfs": true, "sysfs": true, "tracefs": true,
+	"xenfs": true, "openpromfs": true, "devfs": true,
+}
+
+// statfsTimeout bounds statfs on one mount point: a dead network file system
+// must not wedge the request (the stuck call is abandoned, not waited for).
+const statfsTimeout = 5 * time.Second
+
+type statfsFunc func(path string, st *unix.Statfs_t) error
+
+func defaultStatfs(path string, st *unix.Statfs_t) error { return unix.Statfs(path, st) }
+
+// mountEntry is one line of /proc/self/mountinfo.
+type mountEntry struct {
+	devID      string // major:minor
+	mountPoint string
+	fsType     string
+	source     string
+}
+
+// get_disk_usage: the real file systems of /proc/self/mountinfo with statfs
+// figures as df computes them.
+func (s *Service) diskUsage(ctx context.Context, params json.RawMessage) (any, error) {
+	if err := noParams(params); err != nil {
+		return nil, err
+	}
+	p := s.hostPath("/proc/self/mountinfo")
+	data, err := os.ReadFile(p)
+	if err != nil {
+		return nil, protocol.Errorf(protocol.CodeInternalError, "read %s: %v", p, err)
+	}
+	mounts, err := parseMountinfo(data)
+	if err != nil {
+		return nil, protocol.Errorf(protocol.CodeInternalError, "parse %s: %v", p, err)
+	}
+	out := protocol.DiskUsage{Filesystems: []protocol.Filesystem{}}
+	for _, m := range selectMounts(mounts) {
+		var st unix.Statfs_t
+		if err := s.statfsBounded(ctx, m.mountPoint, &st); err != nil {
+			s.log.Debug("statfs failed; mount left out", "mount_point", m.mountPoint, "err", err)
+			continue
+		}
+		fs := usage(m, &st)
+		if fs.TotalBytes == 0 {
+			continue // as df: no blocks, nothing to report (e.g. an empty rootfs)
+		}
+		out.Filesystems = append(out.Filesystems, fs)
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, protocol.Errorf(protocol.CodeInternalError, "get_disk_usage: %v", err)
+	}
+	return out, nil
+}
+
+func (s *Service) statfsBounded(ctx context.Context, path string, st *unix.Statfs_t) error {
+	type res struct {
+		st  unix.Statfs_t
+		err error
+	}
+	ch := make(chan res, 1)
+	go func() {
+		var r res
+		r.err = s.statfs(path, &r.st)
+		ch <- r
+	}()
+	t := time.NewTimer(statfsTimeout)
+	defer t.Stop()
+	select {
+	case r := <-ch:
+		*st = r.st
+		if r.err != nil {
+			return fmt.Errorf("statfs %s: %w", path, r.err)
+		}
+		return nil
+	case <-t.C:
+		return fmt.Errorf("statfs %s: no answer within %v", path, statfsTimeout)
+	case <-ctx.Done():
+		return fmt.Errorf("statfs %s: %w", path, ctx.Err())
+	}
+}
+
+// usage computes df's figures: with f_frsize blocks, used = blocks - bfree,
+// available = bavail (what unprivileged users may still use), and the
+// percentage is used / (used + available), rounded up.
+func usage(m mountEntry, st *unix.Statfs_t) protocol.Filesystem {
+	bsize := uint64(st.Frsize)
+	if bsize == 0 {
+		bsize = uint64(st.Bsize)
+	}
+	blocks, bfree, bavail := st.Blocks, st.Bfree, st.Bavail
+	if bfree > blocks {
+		bfree = blocks
+	}
+	fs := protocol.Filesystem{
+		MountPoint:     m.mountPoint,
+		Device:         m.source,
+		FSType:         m.fsType,
+		TotalBytes:     blocks * bsize,
+		UsedBytes:      (blocks - bfree) * bsize,
+		AvailableBytes: bavail * bsize,
+	}
+	fs.UsedPercent = usedPercent(blocks-bfree, bavail)
+	return fs
+}
+
+// usedPercent is df's Use%: ceil(used*100 / (used+avail)), 0 when both are 0.
+// It works in blocks so that the products cannot overflow.
+func usedPercent(used, avail uint64) float64 {
+	total := used + avail
+	if total == 0 {
+		return 0
+	}
+	// used*100 can overflow only past 1.8e17 blocks; divide first then.
+	if used > (^uint64(0))/100 {
+		return float64((used + total/100 - 1) / (total / 100))
+	}
+	u100 := used * 100
+	pct := u100 / total
+	if u100%total != 0 {
+		pct++
+	}
+	return float64(pct)
+}
+
+// parseMountinfo parses proc(5)'s mountinfo lines:
+// "36 35 98:0 /mnt1 /mnt2 rw,noatime master:1 - ext3 /dev/root rw,errors=continue".
+func parseMountinfo(data []byte) ([]mountEntry, error) {
+	var out []mountEntry
+	sc := bufio.NewScanner(bytes.NewReader(data))
+	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		if line == "" {
+			continue
+		}
+		f := strings.Fields(line)
+		sep := -1
+		for i := 6; i < len(f); i++ {
+			if f[i] == "-" {
+				sep = i
+				break
+			}
+		}
+		if len(f) < 6 || sep < 0 || sep+2 >= len(f) {
+			return nil, fmt.Errorf("malformed line %q", line)
+		}
+		out = append(out, mountEntry{
+			devID:      f[2],
+			mountPoint: unescapeOctal(f[4]),
+			fsType:     unescapeOctal(f[sep+1]),
+			source:     unescapeOctal(f[sep+2]),
+		})
+	}
+	return out, sc.Err()
+}
+
+// unescapeOctal undoes the kernel's \ooo escapes (space \040, tab \011,
+// newline \012, backslash \134).
+func unescapeOctal(s string) string {
+	if !strings.Contains(s, `\`) {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+3 < len(s) && isOctal(s[i+1]) && isOctal(s[i+2]) && isOctal(s[i+3]) {
+			b.WriteByte((s[i+1]-'0')<<6 | (s[i+2]-'0')<<3 | (s[i+3] - '0'))
+			i += 3
+			continue
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}
+
+func isOctal(c byte) bool { return c >= '0' && c <= '7' }
+
+// selectMounts drops pseudo file systems, mounts hidden by a later mount on
+// the same mount point, and duplicates of one device (bind mounts, the same
+// file system mounted twice): of those, the shortest mount point is kept, the
+// first listed on a tie.
+func selectMounts(all []mountEntry) []mountEntry {
+	visible := map[string]int{} // mount point -> index of the last mount on it
+	for i, m := range all {
+		visible[m.mountPoint] = i
+	}
+	byDev := map[string]int{} // devID -> index in out
+	var out []mountEntry
+	for i, m := range all {
+		if pseudoFS[m.fsType] || visible[m.mountPoint] != i {
+			continue
+		}
+		if j, ok := byDev[m.devID]; ok {
+			if len(m.mountPoint) < len(out[j].mountPoint) {
+				out[j] = m
+			}
+			continue
+		}
+		byDev[m.devID] = len(out)
+		out = append(out, m)
+	}
+	return out
+}

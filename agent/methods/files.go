@@ -1,0 +1,382 @@
+package methods
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"unicode/utf8"
+
+	"github.com/kvmmanager/guest-agent/agent/policy"
+	"github.com/kvmmanager/guest-agent/agent/protocol"
+)
+
+// Errors of the file methods, mapped to protocol codes by fileError.
+var (
+	errNotRegular = errors.New("not a regular file")
+	errSymlink    = errors.New("is a symbolic link; file_write does not follow symbolic links")
+	errNotUTF8    = errors.New("content is not valid UTF-8")
+)
+
+// tooLargeError: content or file over max_file_size_bytes.
+type tooLargeError struct {
+	size int64 // -1: more than max, exact size unknown
+	max  int64
+}
+
+func (e *tooLargeError) Error() string {
+	if e.size < 0 {
+		return fmt.Sprintf("is larger than max_file_size_bytes (%d)", e.max)
+	}
+	return fmt.Sprintf("is %d bytes, over max_file_size_bytes (%d)", e.size, e.max)
+}
+
+// base64Enc is the encoding of file content: standard alphabet, padded. On
+// input, padding bits must be zero (Strict); CR and LF are ignored.
+var base64Enc = base64.StdEncoding.Strict()
+
+func checkEncoding(enc string) (string, error) {
+	switch enc {
+	case "":
+		return protocol.EncodingUTF8, nil
+	case protocol.EncodingUTF8, protocol.EncodingBase64:
+		return enc, nil
+	}
+	return "", invalidParams(`"encoding" must be "utf8" or "base64", got %q`, enc)
+}
+
+// file_read: a regular file inside allowed_read_paths, at most
+// max_file_size_bytes, as UTF-8 text or base64.
+func (s *Service) fileRead(_ context.Context, params json.RawMessage) (any, error) {
+	var p protocol.FileReadParams
+	if err := decodeParams(params, &p); err != nil {
+		return nil, err
+	}
+	if p.Path == "" {
+		return nil, invalidParams(`"path" is required`)
+	}
+	enc, err := checkEncoding(p.Encoding)
+	if err != nil {
+		return nil, err
+	}
+	res := protocol.FileReadResult{Encoding: enc}
+	err = s.read.Do(p.Path, func(root *os.Root, name string) error {
+		// Stat first: opening a FIFO would block and opening a device can
+		// have side effects, so only regular files are opened.
+		fi, err := root.Stat(name)
+		if err != nil {
+			return err
+		}
+		if err := s.checkReadable(fi); err != nil {
+			return err
+		}
+		f, err := root.OpenFile(name, os.O_RDONLY|syscall.O_NONBLOCK|syscall.O_NOCTTY, 0)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if fi, err = f.Stat(); err != nil { // the file may have been swapped since
+			return err
+		}
+		if err := s.checkReadable(fi); err != nil {
+			return err
+		}
+		res.Content, res.SizeBytes, err = readContent(f, fi.Size(), s.cfg.MaxFileSizeBytes, enc)
+		return err
+	})
+	if err != nil {
+		return nil, fileError(p.Path, err)
+	}
+	return res, nil
+}
+
+func (s *Service) checkReadable(fi fs.FileInfo) error {
+	if !fi.Mode().IsRegular() {
+		return fmt.Errorf("%w (%s)", errNotRegular, fileKind(fi.Mode()))
+	}
+	if fi.Size() > s.cfg.MaxFileSizeBytes {
+		return &tooLargeError{size: fi.Size(), max: s.cfg.MaxFileSizeBytes}
+	}
+	return nil
+}
+
+// readContent reads at most max bytes of f and returns them encoded. sizeHint
+// is the stat size (0 for /proc and /sys files, whose size is only known by
+// reading). The content is encoded as it streams in, so only the encoded
+// copy is ever held in memory.
+func readContent(f io.Reader, sizeHint, max int64, enc string) (string, int64, error) {
+	lr := &countingReader{r: io.LimitReader(f, max+1)}
+	var b strings.Builder
+	grow := sizeHint
+	if grow <= 0 {
+		grow = 4096
+	}
+	var err error
+	if enc == protocol.EncodingBase64 {
+		b.Grow(base64.StdEncoding.EncodedLen(int(grow)))
+		w := base64.NewEncoder(base64.StdEncoding, &b)
+		if _, err = io.Copy(w, lr); err == nil {
+			err = w.Close()
+		}
+	} else {
+		b.Grow(int(grow))
+		_, err = io.Copy(&b, lr)
+	}
+	if err != nil {
+		return "", 0, err
+	}
+	if lr.n > max {
+		return "", 0, &tooLargeError{size: -1, max: max}
+	}
+	out := b.String()
+	if enc == protocol.EncodingUTF8 && !utf8.ValidString(out) {
+		return "", 0, errNotUTF8
+	}
+	return out, lr.n, nil
+}
+
+type countingReader struct {
+	r io.Reader
+	n int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	return n, err
+}
+
+// permRe: three octal digits, optionally with a leading 0 ("644", "0644").
+// setuid, setgid and sticky bits cannot be set through file_write.
+var permRe = regexp.MustCompile(`^0?[0-7]{3}$`)
+
+// defaultFilePerm is the mode of a new file when the request gives none.
+const defaultFilePerm = 0o644
+
+// file_write: decode and size-check the content, check the path, then write
+// a temporary file next to the target and rename it over the target.
+func (s *Service) fileWrite(_ context.Context, params json.RawMessage) (any, error) {
+	var p protocol.FileWriteParams
+	if err := decodeParams(params, &p); err != nil {
+		return nil, err
+	}
+	if p.Path == "" {
+		return nil, invalidParams(`"path" is required`)
+	}
+	enc, err := checkEncoding(p.Encoding)
+	if err != nil {
+		return nil, err
+	}
+	var perm os.FileMode
+	if p.Permissions != "" {
+		if !permRe.MatchString(p.Permissions) {
+			return nil, invalidParams(`"permissions" must be an octal mode from "000" to "0777" such as "0644", got %q`, p.Permissions)
+		}
+		v, _ := strconv.ParseUint(p.Permissions, 8, 32)
+		perm = os.FileMode(v)
+	}
+
+	// 1. Decode (validate) and size-check, before anything touches the disk.
+	size := int64(len(p.Content))
+	if enc == protocol.EncodingBase64 {
+		if size, err = decodedSize(p.Content, s.cfg.MaxFileSizeBytes); err != nil {
+			return nil, fileError(p.Path, err)
+		}
+	}
+	if size > s.cfg.MaxFileSizeBytes {
+		return nil, fileError(p.Path, &tooLargeError{size: size, max: s.cfg.MaxFileSizeBytes})
+	}
+	if !strings.HasPrefix(p.Path, "/") {
+		return nil, fileError(p.Path, policy.ErrNotAbsolute)
+	}
+	if slices.Contains(strings.Split(p.Path, "/"), "..") {
+		return nil, protocol.Errorf(protocol.CodePermissionDenied, `path %q contains ".."; file_write needs a path without it`, p.Path)
+	}
+
+	// 2. Path policy; 3. directories, temporary file, rename.
+	err = s.write.Do(p.Path, func(root *os.Root, name string) error {
+		return s.writeInRoot(root, name, p, enc, perm)
+	})
+	if err != nil {
+		return nil, fileError(p.Path, err)
+	}
+	return protocol.FileWriteResult{BytesWritten: size, Path: p.Path}, nil
+}
+
+// decodedSize validates base64 content without holding the decoded bytes
+// and returns their length; it stops early past max.
+func decodedSize(content string, max int64) (int64, error) {
+	n, err := io.Copy(io.Discard, io.LimitReader(base64.NewDecoder(base64Enc, strings.NewReader(content)), max+1))
+	if err != nil {
+		return 0, fmt.Errorf("%w: %v", errBadBase64, err)
+	}
+	if n > max {
+		return 0, &tooLargeError{size: -1, max: max}
+	}
+	return n, nil
+}
+
+var errBadBase64 = errors.New("content is not valid base64")
+
+func (s *Service) writeInRoot(root *os.Root, name string, p protocol.FileWriteParams, enc string, perm os.FileMode) error {
+	if name == "." {
+		return fmt.Errorf("%w (directory)", errNotRegular)
+	}
+	old, err := root.Lstat(name)
+	exists := err == nil
+	switch {
+	case err != nil && !errors.Is(err, fs.ErrNotExist):
+		return err
+	case exists && old.Mode()&fs.ModeSymlink != 0:
+		return errSymlink
+	case exists && !old.Mode().IsRegular():
+		return fmt.Errorf("%w (%s)", errNotRegular, fileKind(old.Mode()))
+	}
+	dir := filepath.Dir(name)
+	if !exists && p.CreateDirs && dir != "." {
+		if err := root.MkdirAll(dir, 0o755); err != nil {
+			return err
+		}
+	}
+	if perm == 0 && p.Permissions == "" {
+		perm = defaultFilePerm
+		if exists {
+			perm = old.Mode().Perm()
+		}
+	}
+
+	base := filepath.Base(name)
+	if len(base) > 64 {
+		base = base[:64]
+	}
+	tmp := filepath.Join(dir, fmt.Sprintf(".%s.kvmmanager-%016x.tmp", base, rand.Uint64()))
+	f, err := root.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("%w: the directory does not exist (set create_dirs to create it)", fs.ErrNotExist)
+		}
+		return err
+	}
+	committed := false
+	defer func() {
+		if !committed {
+			f.Close()
+			if rerr := root.Remove(tmp); rerr != nil && !errors.Is(rerr, fs.ErrNotExist) {
+				s.log.Warn("file_write: cannot remove temporary file", "path", tmp, "err", rerr)
+			}
+		}
+	}()
+	if enc == protocol.EncodingBase64 {
+		_, err = io.Copy(f, base64.NewDecoder(base64Enc, strings.NewReader(p.Content)))
+	} else {
+		_, err = io.WriteString(f, p.Content)
+	}
+	if err != nil {
+		return fmt.Errorf("write: %w", err)
+	}
+	if err := f.Chmod(perm); err != nil {
+		return err
+	}
+	if exists && os.Geteuid() == 0 {
+		// Replacing a file keeps its owner (the agent runs as root).
+		if st, ok := old.Sys().(*syscall.Stat_t); ok {
+			if err := f.Chown(int(st.Uid), int(st.Gid)); err != nil {
+				return err
+			}
+		}
+	}
+	if err := f.Sync(); err != nil {
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	if s.beforeRename != nil {
+		if err := s.beforeRename(tmp); err != nil {
+			return err
+		}
+	}
+	if err := root.Rename(tmp, name); err != nil {
+		return err
+	}
+	committed = true
+	if d, err := root.Open(dir); err == nil { // make the rename durable
+		if err := d.Sync(); err != nil {
+			s.log.Debug("file_write: sync directory", "dir", dir, "err", err)
+		}
+		d.Close()
+	}
+	return nil
+}
+
+// fileError maps an error of file_read/file_write on path to a protocol error.
+func fileError(path string, err error) error {
+	var tl *tooLargeError
+	var pe *protocol.Error
+	switch {
+	case errors.As(err, &pe):
+		return pe
+	case errors.Is(err, policy.ErrNotAbsolute):
+		return invalidParams("path %q is not absolute", path)
+	case policy.IsEscape(err):
+		var oe *policy.OutsideError
+		if errors.As(err, &oe) {
+			return protocol.Errorf(protocol.CodePermissionDenied, "%v", oe)
+		}
+		return protocol.Errorf(protocol.CodePermissionDenied, "path %q is outside the allowed paths", path)
+	case errors.As(err, &tl):
+		return protocol.Errorf(protocol.CodePermissionDenied, "file %q %v", path, tl)
+	case errors.Is(err, errBadBase64):
+		return invalidParams("%v", err)
+	case errors.Is(err, errNotUTF8):
+		return invalidParams(`file %q is not valid UTF-8 text; read it with "encoding": "base64"`, path)
+	case errors.Is(err, errNotRegular):
+		return invalidParams("path %q: %v", path, err)
+	case errors.Is(err, errSymlink):
+		return protocol.Errorf(protocol.CodePermissionDenied, "path %q %v", path, err)
+	case errors.Is(err, fs.ErrNotExist), errors.Is(err, syscall.ENOTDIR):
+		return protocol.Errorf(protocol.CodeNotFound, "path %q not found: %v", path, rootErrText(err))
+	case errors.Is(err, fs.ErrPermission), errors.Is(err, syscall.ELOOP), errors.Is(err, syscall.EROFS):
+		return protocol.Errorf(protocol.CodePermissionDenied, "path %q: %v", path, rootErrText(err))
+	}
+	return protocol.Errorf(protocol.CodeCommandFailed, "path %q: %v", path, rootErrText(err))
+}
+
+// rootErrText is the reason of err without the root-relative path os.Root
+// errors carry (the message names the requested path instead).
+func rootErrText(err error) string {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return pe.Err.Error()
+	}
+	return err.Error()
+}
+
+func fileKind(m fs.FileMode) string {
+	switch {
+	case m.IsDir():
+		return "directory"
+	case m&fs.ModeNamedPipe != 0:
+		return "named pipe"
+	case m&fs.ModeSocket != 0:
+		return "socket"
+	case m&fs.ModeCharDevice != 0:
+		return "character device"
+	case m&fs.ModeDevice != 0:
+		return "block device"
+	case m&fs.ModeSymlink != 0:
+		return "symbolic link"
+	}
+	return "irregular file"
+}

@@ -1,0 +1,199 @@
+// Package methods implements every protocol 1.0 method of the agent: the
+// handlers the server dispatches to. Each method group has its own file; the
+// security decisions (paths, commands) live in agent/policy.
+//
+// Every handler decodes its params strictly (an unknown field is -32602 and
+// names the field), checks every limit before any side effect, and returns
+// *protocol.Error values with the codes of the wire contract.
+package methods
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+
+	"github.com/kvmmanager/guest-agent/agent/config"
+	"github.com/kvmmanager/guest-agent/agent/policy"
+	"github.com/kvmmanager/guest-agent/agent/protocol"
+	"github.com/kvmmanager/guest-agent/agent/server"
+)
+
+// Options configures a Service. The zero value is the real machine.
+type Options struct {
+	// Logger receives debug and warning messages; nil discards them.
+	Logger *slog.Logger
+	// Power performs shutdown and reboot after the reply has been written;
+	// nil means the real one (init system, then the reboot(2) syscall).
+	Power PowerAction
+	// HostRoot prefixes the files the information methods read (/proc,
+	// /sys, /etc/os-release, /usr/lib/os-release); "" means "/". Tests point
+	// it at a fake tree.
+	HostRoot string
+	// SearchDirs replaces the fixed system PATH of exec_command (tests only);
+	// nil means policy.SystemPATH.
+	SearchDirs []string
+}
+
+// Service holds the configuration and policies the handlers share.
+type Service struct {
+	cfg      *config.Config
+	log      *slog.Logger
+	power    PowerAction
+	hostRoot string
+	read     *policy.Paths
+	write    *policy.Paths
+	commands *policy.Commands
+
+	// statfs is unix.Statfs; tests replace it.
+	statfs statfsFunc
+	// beforeRename, when set (tests only), runs after the temporary file of
+	// a file_write is complete and before it replaces the target.
+	beforeRename func(tmpName string) error
+}
+
+// New returns the service for cfg. cfg must be valid (config.Load/Parse).
+func New(cfg *config.Config, opts Options) *Service {
+	s := &Service{
+		cfg:      cfg,
+		log:      opts.Logger,
+		power:    opts.Power,
+		hostRoot: opts.HostRoot,
+		read:     policy.NewPaths("allowed_read_paths", cfg.AllowedReadPaths),
+		write:    policy.NewPaths("allowed_write_paths", cfg.AllowedWritePaths),
+		commands: policy.NewCommands(cfg.CommandWhitelistEnabled, cfg.CommandWhitelist, opts.SearchDirs),
+		statfs:   defaultStatfs,
+	}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	if s.hostRoot == "" {
+		s.hostRoot = "/"
+	}
+	if s.power == nil {
+		s.power = newSystemPower(s.log)
+	}
+	return s
+}
+
+// Handlers returns the handler of every protocol method the configuration
+// does not disable; the server answers -32601 for the others.
+func (s *Service) Handlers() map[string]server.Handler {
+	all := s.allHandlers()
+	out := make(map[string]server.Handler, len(all))
+	for name, h := range all {
+		if !s.cfg.MethodDisabled(name) {
+			out[name] = h
+		}
+	}
+	return out
+}
+
+func (s *Service) allHandlers() map[string]server.Handler {
+	return map[string]server.Handler{
+		protocol.MethodPing:           s.ping,
+		protocol.MethodGetAgentInfo:   s.agentInfo,
+		protocol.MethodGetSystemInfo:  s.systemInfo,
+		protocol.MethodGetNetworkInfo: s.networkInfo,
+		protocol.MethodGetDiskUsage:   s.diskUsage,
+		protocol.MethodExecCommand:    s.execCommand,
+		protocol.MethodFileRead:       s.fileRead,
+		protocol.MethodFileWrite:      s.fileWrite,
+		protocol.MethodShutdown:       s.shutdown,
+		protocol.MethodReboot:         s.reboot,
+		protocol.MethodSync:           s.sync,
+	}
+}
+
+// capabilities lists the enabled methods in protocol order.
+func (s *Service) capabilities() []string {
+	out := []string{}
+	for _, m := range protocol.Methods {
+		if !s.cfg.MethodDisabled(m) {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+// decodeParams decodes params into dst strictly. Absent or null params, and
+// an empty array, mean "no params" (all defaults). Anything else must be a
+// single JSON object whose fields dst knows, with the right types.
+func decodeParams(params json.RawMessage, dst any) error {
+	trimmed := bytes.TrimSpace(params)
+	if len(trimmed) == 0 || bytes.Equal(trimmed, []byte("null")) {
+		return nil
+	}
+	if trimmed[0] == '[' {
+		var arr []json.RawMessage
+		if err := json.Unmarshal(trimmed, &arr); err == nil && len(arr) == 0 {
+			return nil
+		}
+		return invalidParams("params must be an object with named members, not an array")
+	}
+	if trimmed[0] != '{' {
+		return invalidParams("params must be an object")
+	}
+	dec := json.NewDecoder(bytes.NewReader(trimmed))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(dst); err != nil {
+		return invalidParams("%s", describeDecodeError(err))
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return invalidParams("unexpected data after the params object")
+	}
+	return nil
+}
+
+func describeDecodeError(err error) string {
+	var te *json.UnmarshalTypeError
+	if errors.As(err, &te) {
+		if te.Field != "" {
+			return fmt.Sprintf("field %q: wrong type: got JSON %s, want %s", te.Field, te.Value, jsonKind(te.Type.Kind().String()))
+		}
+		return fmt.Sprintf("wrong type: got JSON %s", te.Value)
+	}
+	msg := err.Error()
+	if f, ok := strings.CutPrefix(msg, "json: unknown field "); ok {
+		return "unknown field " + f
+	}
+	return strings.TrimPrefix(msg, "json: ")
+}
+
+func jsonKind(goKind string) string {
+	switch goKind {
+	case "int", "int64", "int32", "uint64":
+		return "an integer"
+	case "string":
+		return "a string"
+	case "bool":
+		return "a boolean"
+	case "slice":
+		return "an array"
+	case "ptr":
+		return "a value of the documented type"
+	}
+	return goKind
+}
+
+func invalidParams(format string, args ...any) *protocol.Error {
+	return protocol.Errorf(protocol.CodeInvalidParams, "invalid params: "+format, args...)
+}
+
+// noParams rejects params for methods that take none (unknown fields are
+// -32602, like everywhere else).
+func noParams(params json.RawMessage) error {
+	return decodeParams(params, &struct{}{})
+}
+
+// ctxErr turns a cancelled request context into an error for the reply.
+func ctxErr(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return protocol.Errorf(protocol.CodeInternalError, "request cancelled: %v", err)
+	}
+	return nil
+}
