@@ -1,0 +1,332 @@
+// Package bench measures kvmmanager-agent side by side with the QEMU guest
+// agent (qemu-ga) on the same machine in the same run: it starts both on
+// unix sockets, drives them with one client holding one small codec per
+// protocol, alternates rounds between them (A B A B …) and reports the
+// median of each figure with the ratio ours/qemu-ga against the project's
+// goals. It also measures the build (cold, warm, no-op and one-file
+// rebuilds of `go tool mage iso` against a bare `go build`) and runs the
+// agent's Go micro-benchmarks.
+//
+// The benchmark asserts nothing about speed: it reports.
+package bench
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"time"
+
+	"github.com/kvmmanager/guest-agent/build/binaries"
+	"github.com/kvmmanager/guest-agent/build/version"
+)
+
+// Options configure Run.
+type Options struct {
+	Root   string    // module root
+	Dist   string    // output root; the reports go to Dist/bench
+	Smoke  bool      // a few hundred operations, no build figures, no micro-benchmarks (CI)
+	Rounds int       // rounds per workload and agent; default 5, never fewer
+	Build  bool      // measure the build figures (slow: a cold build from an empty cache)
+	Micro  bool      // run the agent's Go micro-benchmarks
+	QemuGA string    // qemu-ga executable; default "qemu-ga" on PATH, else /usr/sbin/qemu-ga
+	Out    io.Writer // progress; nil discards
+}
+
+// MinRounds is the least number of rounds a figure's median is taken over.
+const MinRounds = 5
+
+// Run builds the agent, benchmarks it against qemu-ga and writes
+// Dist/bench/report.md and Dist/bench/report.json. It returns the report.
+func Run(ctx context.Context, opts Options) (*Report, error) {
+	if opts.Out == nil {
+		opts.Out = io.Discard
+	}
+	opts.Rounds = max(opts.Rounds, MinRounds)
+	root, err := filepath.Abs(opts.Root)
+	if err != nil {
+		return nil, fmt.Errorf("resolve %s: %w", opts.Root, err)
+	}
+	opts.Root = root
+	if opts.Dist == "" {
+		opts.Dist = filepath.Join(root, "dist")
+	}
+	qga, err := findQemuGA(opts.QemuGA)
+	if err != nil {
+		return nil, err
+	}
+	work, err := os.MkdirTemp("", "kvmbench-")
+	if err != nil {
+		return nil, fmt.Errorf("create work directory: %w", err)
+	}
+	defer os.RemoveAll(work)
+
+	rep := &Report{Machine: machine(), Smoke: opts.Smoke, Rounds: opts.Rounds}
+	rep.Machine.QemuGAVersion = qemuGAVersion(qga)
+
+	fmt.Fprintf(opts.Out, "bench: building the agent for linux/%s\n", runtime.GOARCH)
+	agentBin, err := buildAgent(ctx, root, work)
+	if err != nil {
+		return nil, err
+	}
+	if err := runAgents(ctx, opts, rep, work, agentBin, qga); err != nil {
+		return nil, err
+	}
+	if opts.Micro && !opts.Smoke {
+		fmt.Fprintln(opts.Out, "bench: go test -bench . -benchmem ./agent/...")
+		rep.Micro, err = runMicro(ctx, root)
+		if err != nil {
+			rep.Notes = append(rep.Notes, "micro-benchmarks failed: "+err.Error())
+		}
+	}
+	if opts.Build && !opts.Smoke {
+		rep.Build, err = measureBuild(ctx, root, opts.Out)
+		if err != nil {
+			rep.Notes = append(rep.Notes, "build figures incomplete: "+err.Error())
+		}
+	}
+	if err := rep.write(filepath.Join(opts.Dist, "bench")); err != nil {
+		return rep, err
+	}
+	return rep, nil
+}
+
+func findQemuGA(path string) (string, error) {
+	if path != "" {
+		return path, nil
+	}
+	if p, err := exec.LookPath("qemu-ga"); err == nil {
+		return p, nil
+	}
+	const debian = "/usr/sbin/qemu-ga"
+	if _, err := os.Stat(debian); err == nil {
+		return debian, nil
+	}
+	return "", errors.New("qemu-ga not found on PATH nor at /usr/sbin/qemu-ga: install it (apt-get install qemu-guest-agent)")
+}
+
+func qemuGAVersion(path string) string {
+	out, err := exec.Command(path, "--version").Output()
+	if err != nil {
+		return "unknown"
+	}
+	line, _, _ := strings.Cut(strings.TrimSpace(string(out)), "\n")
+	return line
+}
+
+// buildAgent builds the agent for the host architecture exactly as it is
+// shipped (static, stripped, version stamped) into work.
+func buildAgent(ctx context.Context, root, work string) (string, error) {
+	info, err := version.Resolve(root)
+	if err != nil {
+		return "", err
+	}
+	bins, err := binaries.Build(ctx, binaries.Options{Root: root, Dist: work, Info: info, Arches: []string{runtime.GOARCH}})
+	if err != nil {
+		return "", err
+	}
+	for _, b := range bins {
+		if b.Command.Name == binaries.Agent.Name {
+			return b.Path, nil
+		}
+	}
+	return "", errors.New("the agent was not built")
+}
+
+// benchConfig is the agent's configuration for the benchmark: the seed's
+// schema, with the data directory readable and writable and room for the
+// 10 MiB file workloads.
+func benchConfig(dataDir string) map[string]any {
+	return map[string]any{
+		"allowed_read_paths":        []string{dataDir, "/etc", "/proc", "/sys"},
+		"allowed_write_paths":       []string{dataDir},
+		"command_whitelist_enabled": false,
+		"command_whitelist":         []string{},
+		"max_file_size_bytes":       fileSize + 1<<20,
+		"command_timeout_seconds":   30,
+		"log_level":                 "warn",
+	}
+}
+
+// fileSize is the size of the file workloads.
+const fileSize = 10 << 20
+
+// counts are the operations per round of each workload.
+type counts struct {
+	pingSeq, pingPipe, info, exec, files int
+}
+
+func workloadCounts(smoke bool) counts {
+	if smoke {
+		return counts{pingSeq: 20, pingPipe: 40, info: 3, exec: 2, files: 1}
+	}
+	return counts{pingSeq: 3000, pingPipe: 10000, info: 200, exec: 100, files: 5}
+}
+
+func runAgents(ctx context.Context, opts Options, rep *Report, work, agentBin, qga string) (err error) {
+	dataDir := filepath.Join(work, "data")
+	stateDir := filepath.Join(work, "qga-state")
+	for _, d := range []string{dataDir, stateDir} {
+		if err := os.Mkdir(d, 0o700); err != nil {
+			return fmt.Errorf("create %s: %w", d, err)
+		}
+	}
+	cfg, _ := json.MarshalIndent(benchConfig(dataDir), "", "  ")
+	cfgPath := filepath.Join(work, "config.json")
+	if err := os.WriteFile(cfgPath, cfg, 0o600); err != nil {
+		return fmt.Errorf("write %s: %w", cfgPath, err)
+	}
+	size := fileSize
+	if opts.Smoke {
+		size = 1 << 20
+	}
+	data := make([]byte, size)
+	rand.NewChaCha8([32]byte{'k', 'v', 'm'}).Read(data)
+	readPath := filepath.Join(dataDir, "read.bin")
+	if err := os.WriteFile(readPath, data, 0o600); err != nil {
+		return fmt.Errorf("write %s: %w", readPath, err)
+	}
+
+	oursSock := filepath.Join(work, "ours.sock")
+	qgaSock := filepath.Join(work, "qga.sock")
+	fmt.Fprintf(opts.Out, "bench: starting %s and %s\n", agentBin, qga)
+	oursProc, err := startProcess(ctx, "kvmmanager-agent",
+		[]string{agentBin, "--listen", "unix:" + oursSock, "--config", cfgPath, "--log-level", "warn"},
+		filepath.Join(work, "ours.log"), oursSock)
+	if err != nil {
+		return err
+	}
+	defer func() { err = errors.Join(err, oursProc.stop()) }()
+	// No -F: the fsfreeze hook stays disabled; -f keeps the pid file out
+	// of /run so that a system qemu-ga is not disturbed.
+	qgaProc, err := startProcess(ctx, "qemu-ga",
+		[]string{qga, "-m", "unix-listen", "-p", qgaSock, "-t", stateDir, "-f", filepath.Join(stateDir, "qemu-ga.pid")},
+		filepath.Join(work, "qga.log"), qgaSock)
+	if err != nil {
+		return err
+	}
+	defer func() { err = errors.Join(err, qgaProc.stop()) }()
+
+	dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	oursConn, err := dial(dctx, oursSock, oursCodec{})
+	if err != nil {
+		return fmt.Errorf("kvmmanager-agent: %w", err)
+	}
+	defer oursConn.Close()
+	qgaConn, err := dial(dctx, qgaSock, qgaCodec{})
+	if err != nil {
+		return fmt.Errorf("qemu-ga: %w", err)
+	}
+	defer qgaConn.Close()
+	targets := [2]*target{
+		{name: "kvmmanager-agent", proc: oursProc, conn: oursConn, ops: oursAgent{oursConn},
+			readPath: readPath, writePath: filepath.Join(dataDir, "ours-write.bin")},
+		{name: "qemu-ga", proc: qgaProc, conn: qgaConn, ops: &qgaAgent{c: qgaConn},
+			readPath: readPath, writePath: filepath.Join(dataDir, "qga-write.bin")},
+	}
+
+	// Idle memory: connected and synchronised, before any workload.
+	time.Sleep(500 * time.Millisecond)
+	values := [2]map[string][]float64{{}, {}}
+	for i, t := range targets {
+		rss, _, err := t.proc.memory()
+		if err != nil {
+			return err
+		}
+		values[i]["mem.idle_rss_kib"] = []float64{float64(rss)}
+	}
+
+	c := workloadCounts(opts.Smoke)
+	sizeName := fmt.Sprintf("%d MiB", size>>20)
+	groups := [][]workload{{
+		latencyWorkload("ping_seq", c.pingSeq, c.pingSeq/10, agentOps.ping),
+		pipelineWorkload(c.pingPipe),
+		latencyWorkload("system_info", c.info, 5, agentOps.systemInfo),
+		latencyWorkload("network_info", c.info, 5, agentOps.networkInfo),
+		latencyWorkload("disk_usage", c.info, 5, agentOps.diskUsage),
+		latencyWorkload("exec", c.exec, 3, agentOps.execTrue),
+	}, {
+		fileWorkload("read", c.files, data, false),
+		fileWorkload("write", c.files, data, true),
+	}}
+	for gi, group := range groups {
+		if gi == 1 {
+			// The peak over the file workloads alone.
+			for _, t := range targets {
+				if err := t.proc.resetPeak(); err != nil {
+					rep.Notes = append(rep.Notes, err.Error()+"; the peak RSS figure covers the whole run")
+				}
+			}
+		}
+		for _, w := range group {
+			fmt.Fprintf(opts.Out, "bench: %s: %d rounds × %d operations per agent\n", w.name, opts.Rounds, w.ops)
+			for _, t := range targets {
+				for range w.warmup {
+					if _, err := w.run(t, 1); err != nil {
+						return fmt.Errorf("warm up %s: %w", w.name, err)
+					}
+				}
+			}
+			for range opts.Rounds {
+				for i, t := range targets {
+					s, err := w.run(t, w.ops)
+					if err != nil {
+						return fmt.Errorf("workload %s: %w", w.name, err)
+					}
+					for k, v := range s {
+						values[i][k] = append(values[i][k], v)
+					}
+				}
+			}
+		}
+	}
+	for i, t := range targets {
+		_, hwm, err := t.proc.memory()
+		if err != nil {
+			return err
+		}
+		values[i]["mem.peak_files_kib"] = []float64{float64(hwm)}
+	}
+
+	// Executables on disk.
+	for i, path := range []string{agentBin, qga} {
+		bi, err := inspectBinary(path)
+		if err != nil {
+			return err
+		}
+		values[i]["bin.size_kib"] = []float64{float64(bi.SizeBytes) / 1024}
+		values[i]["bin.footprint_kib"] = []float64{float64(bi.Footprint) / 1024}
+		values[i]["bin.needed"] = []float64{float64(len(bi.Needed))}
+		values[i]["bin.loaded"] = []float64{float64(len(bi.Loaded))}
+		rep.Binaries = append(rep.Binaries, bi)
+	}
+	if q, ok := targets[1].ops.(*qgaAgent); ok && q.execs > 0 {
+		rep.Notes = append(rep.Notes, fmt.Sprintf("qemu-ga exec: %.2f guest-exec-status polls per command on average", float64(q.polls)/float64(q.execs)))
+	}
+	rep.Figures = figures(values, sizeName)
+	return nil
+}
+
+func readFileBytes(path string) ([]byte, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", path, err)
+	}
+	return b, nil
+}
+
+func sameContent(got, want []byte) error {
+	if !bytes.Equal(got, want) {
+		return fmt.Errorf("content differs: %d bytes, want %d", len(got), len(want))
+	}
+	return nil
+}

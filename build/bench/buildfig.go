@@ -1,0 +1,228 @@
+package bench
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/kvmmanager/guest-agent/build/binaries"
+	"github.com/kvmmanager/guest-agent/build/version"
+)
+
+// rebuildRuns is how often the no-op and one-file rebuilds are measured.
+const rebuildRuns = 3
+
+// editCandidates are the packages whose first source file is edited for
+// the one-file rebuild, in order of preference: a method handler is what
+// a developer touches most.
+var editCandidates = []string{"agent/methods", "agent/server", "agent/cmd/kvmmanager-agent"}
+
+// measureBuild times `go tool mage iso` in a copy of the working tree, so
+// that neither the checkout nor the user's build cache is touched: cold
+// (empty GOCACHE, mage cache and dist/), warm (warm caches, empty dist/),
+// no-op (everything up to date) and after editing one agent file, against
+// a bare `go build` of the agent for both architectures after the same kind
+// of edit.
+func measureBuild(ctx context.Context, root string, out io.Writer) ([]BuildFigure, error) {
+	info, err := version.Resolve(root)
+	if err != nil {
+		return nil, err
+	}
+	tmp, err := os.MkdirTemp("", "kvmbench-build-")
+	if err != nil {
+		return nil, fmt.Errorf("create build work directory: %w", err)
+	}
+	defer os.RemoveAll(tmp)
+	tree := filepath.Join(tmp, "tree")
+	if err := copyTree(ctx, root, tree); err != nil {
+		return nil, err
+	}
+	env := append(os.Environ(),
+		"GOCACHE="+filepath.Join(tmp, "gocache"),
+		"MAGEFILE_CACHE="+filepath.Join(tmp, "magecache"),
+		version.EnvVersion+"="+info.Version,
+		version.EnvSourceDateEpoch+"="+strconv.FormatInt(info.SourceDateEpoch, 10),
+	)
+	mage := func() (float64, error) {
+		return timeCommand(ctx, tree, env, "go", "tool", "mage", "iso")
+	}
+	var figs []BuildFigure
+	add := func(key, label, detail string, runs ...float64) *BuildFigure {
+		figs = append(figs, BuildFigure{Key: key, Label: label, Detail: detail, Runs: runs, Seconds: median(runs)})
+		return &figs[len(figs)-1]
+	}
+
+	fmt.Fprintln(out, "bench: build: cold go tool mage iso (empty build cache)")
+	cold, err := mage()
+	if err != nil {
+		return figs, err
+	}
+	add("iso_cold", "cold `go tool mage iso`", "empty GOCACHE, mage cache and dist/; module cache warm", cold)
+
+	fmt.Fprintln(out, "bench: build: warm go tool mage iso (empty dist/)")
+	if err := os.RemoveAll(filepath.Join(tree, "dist")); err != nil {
+		return figs, fmt.Errorf("remove %s: %w", filepath.Join(tree, "dist"), err)
+	}
+	warm, err := mage()
+	if err != nil {
+		return figs, err
+	}
+	add("iso_warm", "warm `go tool mage iso`", "warm build cache, empty dist/", warm)
+
+	fmt.Fprintln(out, "bench: build: no-op go tool mage iso")
+	var noop []float64
+	for range rebuildRuns {
+		s, err := mage()
+		if err != nil {
+			return figs, err
+		}
+		noop = append(noop, s)
+	}
+	f := add("iso_noop", "no-op `go tool mage iso`", "nothing changed since the previous run", noop...)
+	f.Goal = "≤ 0.5 s"
+	ok := f.Seconds <= 0.5
+	f.Met = &ok
+
+	edited, err := editTarget(tree)
+	if err != nil {
+		return figs, err
+	}
+	rel, _ := filepath.Rel(tree, edited)
+	fmt.Fprintf(out, "bench: build: rebuilds after editing %s\n", rel)
+	var rebuild, bare []float64
+	for i := range rebuildRuns {
+		if err := appendComment(edited, fmt.Sprintf("// bench edit %d for mage iso", i)); err != nil {
+			return figs, err
+		}
+		s, err := mage()
+		if err != nil {
+			return figs, err
+		}
+		rebuild = append(rebuild, s)
+		if err := appendComment(edited, fmt.Sprintf("// bench edit %d for go build", i)); err != nil {
+			return figs, err
+		}
+		var total float64
+		for _, arch := range binaries.Arches {
+			archEnv := append(env[:len(env):len(env)], "CGO_ENABLED=0", "GOOS=linux", "GOARCH="+arch)
+			s, err := timeCommand(ctx, tree, archEnv, "go", "build", "-trimpath", "-o", filepath.Join(tmp, "bare-"+arch), binaries.Agent.Package)
+			if err != nil {
+				return figs, err
+			}
+			total += s
+		}
+		bare = append(bare, total)
+	}
+	r := add("iso_rebuild", "`go tool mage iso` after editing one agent file",
+		"a comment appended to "+rel+" (in a copy of the tree) before each run", rebuild...)
+	b := add("bare_build", "bare `go build` of the agent, amd64 then arm64, after the same edit",
+		"CGO_ENABLED=0 go build -trimpath ./agent/cmd/kvmmanager-agent, once per architecture, times summed", bare...)
+	r.RatioOf, r.RatioGoal = b.Key, 1.3
+	r.Goal = fmt.Sprintf("≤ 1.3× bare (%.2f s); is %.2f×", 1.3*b.Seconds, r.Seconds/b.Seconds)
+	ok = r.Seconds <= 1.3*b.Seconds
+	r.Met = &ok
+	return figs, nil
+}
+
+// timeCommand runs name args in dir and returns its wall time in seconds.
+func timeCommand(ctx context.Context, dir string, env []string, name string, args ...string) (float64, error) {
+	cmd := exec.CommandContext(ctx, name, args...)
+	cmd.Dir = dir
+	cmd.Env = env
+	var out bytes.Buffer
+	cmd.Stdout = &out
+	cmd.Stderr = &out
+	start := time.Now()
+	err := cmd.Run()
+	d := time.Since(start)
+	if err != nil {
+		tail := out.String()
+		if len(tail) > 3000 {
+			tail = tail[len(tail)-3000:]
+		}
+		return 0, fmt.Errorf("%s %s in %s: %w\n%s", name, strings.Join(args, " "), dir, err, tail)
+	}
+	return d.Seconds(), nil
+}
+
+// copyTree copies the tracked and untracked-but-not-ignored files of the
+// git checkout at root to dst (so dist/ and other ignored output stay out).
+func copyTree(ctx context.Context, root, dst string) error {
+	cmd := exec.CommandContext(ctx, "git", "ls-files", "-z", "--cached", "--others", "--exclude-standard")
+	cmd.Dir = root
+	list, err := cmd.Output()
+	if err != nil {
+		return fmt.Errorf("list files of %s: %w", root, err)
+	}
+	for _, rel := range strings.Split(string(list), "\x00") {
+		if rel == "" {
+			continue
+		}
+		src := filepath.Join(root, rel)
+		st, err := os.Lstat(src)
+		if os.IsNotExist(err) {
+			continue // deleted in the working tree
+		}
+		if err != nil {
+			return fmt.Errorf("stat %s: %w", src, err)
+		}
+		to := filepath.Join(dst, rel)
+		if err := os.MkdirAll(filepath.Dir(to), 0o755); err != nil {
+			return fmt.Errorf("create %s: %w", filepath.Dir(to), err)
+		}
+		switch {
+		case st.Mode()&os.ModeSymlink != 0:
+			target, err := os.Readlink(src)
+			if err != nil {
+				return fmt.Errorf("read link %s: %w", src, err)
+			}
+			if err := os.Symlink(target, to); err != nil {
+				return fmt.Errorf("create link %s: %w", to, err)
+			}
+		case st.Mode().IsRegular():
+			b, err := os.ReadFile(src)
+			if err != nil {
+				return fmt.Errorf("read %s: %w", src, err)
+			}
+			if err := os.WriteFile(to, b, st.Mode().Perm()); err != nil {
+				return fmt.Errorf("write %s: %w", to, err)
+			}
+		}
+	}
+	return nil
+}
+
+// editTarget picks the agent source file the rebuild figure edits.
+func editTarget(tree string) (string, error) {
+	for _, pkg := range editCandidates {
+		matches, _ := filepath.Glob(filepath.Join(tree, pkg, "*.go"))
+		for _, m := range matches {
+			if !strings.HasSuffix(m, "_test.go") {
+				return m, nil
+			}
+		}
+	}
+	return "", fmt.Errorf("no agent source file to edit under %s (looked in %v)", tree, editCandidates)
+}
+
+func appendComment(path, comment string) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		return fmt.Errorf("open %s: %w", path, err)
+	}
+	if _, err := fmt.Fprintf(f, "\n%s\n", comment); err != nil {
+		f.Close()
+		return fmt.Errorf("append to %s: %w", path, err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("close %s: %w", path, err)
+	}
+	return nil
+}

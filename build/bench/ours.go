@@ -1,0 +1,168 @@
+package bench
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"strconv"
+
+	"github.com/kvmmanager/guest-agent/agent/protocol"
+)
+
+// oursCodec speaks protocol 1.0: JSON-RPC 2.0, one message per line.
+type oursCodec struct{}
+
+func (oursCodec) appendRequest(dst []byte, id uint64, method string, params any) ([]byte, error) {
+	dst = append(dst, `{"jsonrpc":"2.0","id":`...)
+	dst = strconv.AppendUint(dst, id, 10)
+	dst = append(dst, `,"method":`...)
+	dst = strconv.AppendQuote(dst, method)
+	if params != nil {
+		p, err := json.Marshal(params)
+		if err != nil {
+			return dst, err
+		}
+		dst = append(dst, `,"params":`...)
+		dst = append(dst, p...)
+	}
+	return append(dst, "}\n"...), nil
+}
+
+type oursResponse struct {
+	JSONRPC string          `json:"jsonrpc"`
+	Result  json.RawMessage `json:"result"`
+	Error   *protocol.Error `json:"error"`
+	ID      json.RawMessage `json:"id"`
+}
+
+func (oursCodec) parseResponse(line []byte, result any) (uint64, error) {
+	var r oursResponse
+	if err := json.Unmarshal(line, &r); err != nil {
+		return 0, fmt.Errorf("decode reply %.80q: %w", line, err)
+	}
+	if r.JSONRPC != protocol.JSONRPCVersion {
+		return 0, fmt.Errorf("reply %.80q: jsonrpc is not %q", line, protocol.JSONRPCVersion)
+	}
+	id, err := strconv.ParseUint(string(r.ID), 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("reply %.80q: id is not a request id", line)
+	}
+	if r.Error != nil {
+		return id, r.Error
+	}
+	if r.Result == nil {
+		return id, fmt.Errorf("reply %.80q: neither result nor error", line)
+	}
+	if result != nil {
+		if err := json.Unmarshal(r.Result, result); err != nil {
+			return id, fmt.Errorf("decode result: %w", err)
+		}
+	}
+	return id, nil
+}
+
+func (c oursCodec) appendSync(dst []byte, token uint64) []byte {
+	dst = append(dst, protocol.ResyncByte)
+	dst, _ = c.appendRequest(dst, 0, protocol.MethodSync, protocol.SyncParams{ID: int64(token)})
+	return dst
+}
+
+func (c oursCodec) parseSync(line []byte, token uint64) error {
+	var got uint64
+	if _, err := c.parseResponse(line, &got); err != nil {
+		return err
+	}
+	if got != token {
+		return fmt.Errorf("sync returned %d, want %d", got, token)
+	}
+	return nil
+}
+
+// oursAgent runs the workloads against kvmmanager-agent.
+type oursAgent struct{ c *conn }
+
+func (a oursAgent) ping() error {
+	var r protocol.PingResult
+	if err := a.c.call(protocol.MethodPing, nil, &r); err != nil {
+		return err
+	}
+	if !r.Pong {
+		return fmt.Errorf("ping: pong is false")
+	}
+	return nil
+}
+
+func (a oursAgent) pingPipeline(n, window int) error {
+	return a.c.pipeline(n, window, protocol.MethodPing)
+}
+
+func (a oursAgent) systemInfo() error {
+	var r protocol.SystemInfo
+	if err := a.c.call(protocol.MethodGetSystemInfo, nil, &r); err != nil {
+		return err
+	}
+	if r.KernelVersion == "" {
+		return fmt.Errorf("get_system_info: empty kernel_version")
+	}
+	return nil
+}
+
+func (a oursAgent) networkInfo() error {
+	var r protocol.NetworkInfo
+	if err := a.c.call(protocol.MethodGetNetworkInfo, nil, &r); err != nil {
+		return err
+	}
+	if len(r.Interfaces) == 0 {
+		return fmt.Errorf("get_network_info: no interfaces")
+	}
+	return nil
+}
+
+func (a oursAgent) diskUsage() error {
+	var r protocol.DiskUsage
+	if err := a.c.call(protocol.MethodGetDiskUsage, nil, &r); err != nil {
+		return err
+	}
+	if len(r.Filesystems) == 0 {
+		return fmt.Errorf("get_disk_usage: no filesystems")
+	}
+	return nil
+}
+
+func (a oursAgent) execTrue() error {
+	var r protocol.ExecResult
+	if err := a.c.call(protocol.MethodExecCommand, protocol.ExecParams{Command: "/bin/true"}, &r); err != nil {
+		return err
+	}
+	if r.ExitCode != 0 {
+		return fmt.Errorf("exec_command /bin/true: exit code %d", r.ExitCode)
+	}
+	return nil
+}
+
+func (a oursAgent) readFile(path string) ([]byte, error) {
+	var r protocol.FileReadResult
+	if err := a.c.call(protocol.MethodFileRead, protocol.FileReadParams{Path: path, Encoding: protocol.EncodingBase64}, &r); err != nil {
+		return nil, err
+	}
+	data, err := base64.StdEncoding.DecodeString(r.Content)
+	if err != nil {
+		return nil, fmt.Errorf("file_read %s: decode content: %w", path, err)
+	}
+	if int64(len(data)) != r.SizeBytes {
+		return nil, fmt.Errorf("file_read %s: %d bytes, size_bytes says %d", path, len(data), r.SizeBytes)
+	}
+	return data, nil
+}
+
+func (a oursAgent) writeFile(path string, data []byte) error {
+	var r protocol.FileWriteResult
+	p := protocol.FileWriteParams{Path: path, Content: base64.StdEncoding.EncodeToString(data), Encoding: protocol.EncodingBase64}
+	if err := a.c.call(protocol.MethodFileWrite, p, &r); err != nil {
+		return err
+	}
+	if r.BytesWritten != int64(len(data)) {
+		return fmt.Errorf("file_write %s: %d bytes written, want %d", path, r.BytesWritten, len(data))
+	}
+	return nil
+}

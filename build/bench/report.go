@@ -1,0 +1,320 @@
+package bench
+
+import (
+	"encoding/json"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"time"
+)
+
+// Report is everything one run measured; it is written as report.json and
+// rendered as report.md.
+type Report struct {
+	Machine  Machine          `json:"machine"`
+	Smoke    bool             `json:"smoke"`
+	Rounds   int              `json:"rounds"`
+	Figures  []Figure         `json:"figures"`
+	Binaries []binaryInfo     `json:"binaries"`
+	Build    []BuildFigure    `json:"build,omitempty"`
+	Micro    []MicroBenchmark `json:"micro_benchmarks,omitempty"`
+	Method   []string         `json:"method"`
+	Notes    []string         `json:"notes,omitempty"`
+}
+
+// Machine identifies where the figures were measured.
+type Machine struct {
+	CPU           string `json:"cpu"`
+	Cores         int    `json:"cores"`
+	Kernel        string `json:"kernel"`
+	GoVersion     string `json:"go_version"`
+	QemuGAVersion string `json:"qemu_ga_version"`
+	Date          string `json:"date"`
+}
+
+func (m Machine) String() string {
+	return fmt.Sprintf("%s, %d cores, Linux %s, %s, %s", m.CPU, m.Cores, m.Kernel, m.GoVersion, m.QemuGAVersion)
+}
+
+// Better says which way a figure improves.
+type Better string
+
+const (
+	Higher Better = "higher"
+	Lower  Better = "lower"
+)
+
+// Figure is one side-by-side figure: the medians over the rounds, their
+// ratio ours/qemu-ga and the goal on that ratio (GoalRatio 0: none).
+type Figure struct {
+	Key          string    `json:"key"`
+	Label        string    `json:"label"`
+	Unit         string    `json:"unit"`
+	Better       Better    `json:"better"`
+	Ours         float64   `json:"ours"`
+	QemuGA       float64   `json:"qemu_ga"`
+	Ratio        float64   `json:"ratio"`
+	GoalRatio    float64   `json:"goal_ratio,omitempty"`
+	Met          *bool     `json:"met,omitempty"`
+	OursRounds   []float64 `json:"ours_rounds"`
+	QemuGARounds []float64 `json:"qemu_ga_rounds"`
+}
+
+// Goal renders the goal on the ratio, e.g. "≥ 2.0×", or "–".
+func (f Figure) Goal() string {
+	if f.GoalRatio == 0 {
+		return "–"
+	}
+	if f.Better == Higher {
+		return fmt.Sprintf("≥ %.1f×", f.GoalRatio)
+	}
+	return fmt.Sprintf("≤ %.1f×", f.GoalRatio)
+}
+
+type figureDef struct {
+	key, label, unit string
+	better           Better
+	goal             float64
+}
+
+// figureDefs lists the side-by-side figures in report order with the
+// goals of the benchmark issue.
+func figureDefs(size string) []figureDef {
+	return []figureDef{
+		{"ping_seq.rps", "ping / guest-ping, sequential", "req/s", Higher, 2.0},
+		{"ping_seq.p50_us", "ping sequential p50", "µs", Lower, 0},
+		{"ping_seq.p99_us", "ping sequential p99", "µs", Lower, 0},
+		{"ping_pipe8.rps", "ping, 8 in flight on one connection", "req/s", Higher, 2.0},
+		{"system_info.p50_us", "get_system_info / guest-get-osinfo p50", "µs", Lower, 1.0},
+		{"network_info.p50_us", "get_network_info / guest-network-get-interfaces p50", "µs", Lower, 1.0},
+		{"disk_usage.p50_us", "get_disk_usage / guest-get-fsinfo p50", "µs", Lower, 1.0},
+		{"exec.p50_ms", "exec /bin/true to its result p50", "ms", Lower, 0.5},
+		{"read.mibps", "read " + size + " (base64)", "MiB/s", Higher, 2.0},
+		{"write.mibps", "write " + size + " (base64)", "MiB/s", Higher, 4.0},
+		{"mem.idle_rss_kib", "idle RSS after start (VmRSS)", "KiB", Lower, 1.0},
+		{"mem.peak_files_kib", "peak RSS over the file workloads (VmHWM)", "KiB", Lower, 0.5},
+		{"ping_seq.cpu_us", "agent CPU per ping, sequential", "µs", Lower, 0},
+		{"ping_pipe8.cpu_us", "agent CPU per ping, 8 in flight", "µs", Lower, 0},
+		{"system_info.cpu_us", "agent CPU per system info call", "µs", Lower, 0},
+		{"network_info.cpu_us", "agent CPU per network info call", "µs", Lower, 0},
+		{"disk_usage.cpu_us", "agent CPU per disk info call", "µs", Lower, 0},
+		{"exec.cpu_us", "agent CPU per exec (children excluded)", "µs", Lower, 0},
+		{"read.cpu_ms", "agent CPU per " + size + " read", "ms", Lower, 0},
+		{"write.cpu_ms", "agent CPU per " + size + " write", "ms", Lower, 0},
+		{"bin.size_kib", "executable size", "KiB", Lower, 0},
+		{"bin.footprint_kib", "executable + loaded shared libraries", "KiB", Lower, 0},
+		{"bin.needed", "shared libraries needed (DT_NEEDED)", "", Lower, 0},
+		{"bin.loaded", "shared libraries loaded (transitive, with ld.so)", "", Lower, 0},
+	}
+}
+
+// figures turns the per-round values of both agents into figures.
+func figures(values [2]map[string][]float64, size string) []Figure {
+	var out []Figure
+	for _, d := range figureDefs(size) {
+		f := Figure{Key: d.key, Label: d.label, Unit: d.unit, Better: d.better, GoalRatio: d.goal,
+			OursRounds: values[0][d.key], QemuGARounds: values[1][d.key]}
+		if f.OursRounds == nil || f.QemuGARounds == nil {
+			continue
+		}
+		f.Ours, f.QemuGA = median(f.OursRounds), median(f.QemuGARounds)
+		f.Ratio = ratio(f.Ours, f.QemuGA)
+		if d.goal != 0 {
+			met := f.Ratio >= d.goal
+			if d.better == Lower {
+				met = f.Ratio <= d.goal
+			}
+			f.Met = &met
+		}
+		out = append(out, f)
+	}
+	return out
+}
+
+// ratio is ours/theirs; 0/0 is 1 (equal), x/0 is +Inf.
+func ratio(ours, theirs float64) float64 {
+	switch {
+	case theirs != 0:
+		return ours / theirs
+	case ours == 0:
+		return 1
+	default:
+		return math.Inf(1)
+	}
+}
+
+// BuildFigure is one build timing of our toolchain.
+type BuildFigure struct {
+	Key       string    `json:"key"`
+	Label     string    `json:"label"`
+	Seconds   float64   `json:"seconds"`          // median of Runs
+	Runs      []float64 `json:"runs"`             // each measurement, seconds
+	Goal      string    `json:"goal,omitempty"`   // e.g. "≤ 0.5 s"
+	Met       *bool     `json:"met,omitempty"`    // against Goal
+	Detail    string    `json:"detail,omitempty"` // what exactly ran
+	RatioOf   string    `json:"ratio_of,omitempty"`
+	RatioGoal float64   `json:"ratio_goal,omitempty"`
+}
+
+// MicroBenchmark is one line of `go test -bench` output.
+type MicroBenchmark struct {
+	Package     string  `json:"package"`
+	Name        string  `json:"name"`
+	Iterations  int64   `json:"iterations"`
+	NsPerOp     float64 `json:"ns_per_op"`
+	BytesPerOp  float64 `json:"bytes_per_op"`
+	AllocsPerOp float64 `json:"allocs_per_op"`
+	Extra       string  `json:"extra,omitempty"`
+}
+
+// methodNotes say how the figures are measured; they are part of both
+// reports.
+var methodNotes = []string{
+	"Both agents run on this machine on unix sockets, driven by one Go client with one codec per protocol; each connection is synchronised first (0xFF + sync for ours, guest-sync-delimited for qemu-ga).",
+	"For every workload, rounds alternate between the agents (A B A B …); a figure is the median over the rounds of the per-round value. Warm-up calls precede the first round and are not measured.",
+	"Times are end to end as a host sees them: from encoding the request to holding the decoded result, host-side JSON and base64 work included for both.",
+	"8 in flight: requests are pipelined on one connection with a window of 8 (the client sends while fewer than 8 replies are outstanding). Ours serves them concurrently; qemu-ga reads and answers one at a time, so for it the window only removes the client's round-trip wait.",
+	"Exec: ours is one exec_command call that returns exit code and output. qemu-ga is guest-exec with capture-output, then guest-exec-status polled immediately and then every 1 ms until exited (faster than real hosts poll).",
+	"Files: ours is one file_read / file_write with base64 content. qemu-ga is guest-file-open, guest-file-read / guest-file-write in 4 MiB chunks (buf-b64), guest-file-close. Contents are verified after the timed part.",
+	"Memory from /proc/PID/status: VmRSS once connected and idle for 0.5 s; VmHWM after the file workloads, with the peak reset (clear_refs 5) just before them. CPU per operation: delta of utime+stime from /proc/PID/stat over a round divided by its operations (10 ms ticks; children not included).",
+	"Executables: ours is the shipped static build (CGO_ENABLED=0, -trimpath, -s -w); shared libraries are resolved from ELF DT_NEEDED without running the binary.",
+}
+
+func (r *Report) write(dir string) error {
+	r.Method = methodNotes
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("create %s: %w", dir, err)
+	}
+	js, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		return fmt.Errorf("encode report: %w", err)
+	}
+	jsPath := filepath.Join(dir, "report.json")
+	if err := os.WriteFile(jsPath, append(js, '\n'), 0o644); err != nil {
+		return fmt.Errorf("write %s: %w", jsPath, err)
+	}
+	mdPath := filepath.Join(dir, "report.md")
+	if err := os.WriteFile(mdPath, []byte(r.Markdown()), 0o644); err != nil {
+		return fmt.Errorf("write %s: %w", mdPath, err)
+	}
+	return nil
+}
+
+// Markdown renders the report.
+func (r *Report) Markdown() string {
+	var b strings.Builder
+	b.WriteString("# kvmmanager-agent vs qemu-ga\n\n")
+	fmt.Fprintf(&b, "Machine: %s. Measured %s; median over %d alternating rounds.\n\n", r.Machine, r.Machine.Date, r.Rounds)
+	if r.Smoke {
+		b.WriteString("**Smoke run** (BENCH_SMOKE=1): a few operations per round and a 1 MiB file; the figures only show that the harness works.\n\n")
+	}
+	b.WriteString(r.Table())
+	if len(r.Build) > 0 {
+		b.WriteString("\n## Build\n\n| figure | seconds | goal | met? |\n|---|---:|---|---|\n")
+		for _, f := range r.Build {
+			fmt.Fprintf(&b, "| %s | %s | %s | %s |\n", f.Label, formatNum(f.Seconds), dash(f.Goal), met(f.Met))
+		}
+		b.WriteString("\n")
+		for _, f := range r.Build {
+			if f.Detail != "" {
+				fmt.Fprintf(&b, "- %s: %s\n", f.Label, f.Detail)
+			}
+		}
+	}
+	if len(r.Micro) > 0 {
+		b.WriteString("\n## Go micro-benchmarks (`go test -bench . -benchmem ./agent/...`)\n\n| package | benchmark | ns/op | B/op | allocs/op |\n|---|---|---:|---:|---:|\n")
+		for _, m := range r.Micro {
+			fmt.Fprintf(&b, "| %s | %s | %s | %s | %s |\n", m.Package, m.Name, formatNum(m.NsPerOp), formatNum(m.BytesPerOp), formatNum(m.AllocsPerOp))
+		}
+	}
+	b.WriteString("\n## Method\n\n")
+	for _, n := range r.Method {
+		fmt.Fprintf(&b, "- %s\n", n)
+	}
+	if len(r.Notes) > 0 {
+		b.WriteString("\n## Notes\n\n")
+		for _, n := range r.Notes {
+			fmt.Fprintf(&b, "- %s\n", n)
+		}
+	}
+	return b.String()
+}
+
+// Table renders the side-by-side figures as a Markdown table.
+func (r *Report) Table() string {
+	var b strings.Builder
+	b.WriteString("| figure | ours | qemu-ga | ratio | goal | met? |\n|---|---:|---:|---:|---|---|\n")
+	for _, f := range r.Figures {
+		unit := ""
+		if f.Unit != "" {
+			unit = " " + f.Unit
+		}
+		fmt.Fprintf(&b, "| %s | %s%s | %s%s | %s× | %s | %s |\n", f.Label, formatNum(f.Ours), unit, formatNum(f.QemuGA), unit,
+			formatRatio(f.Ratio), f.Goal(), met(f.Met))
+	}
+	return b.String()
+}
+
+func formatNum(v float64) string {
+	switch a := math.Abs(v); {
+	case a == 0:
+		return "0"
+	case a >= 100:
+		return fmt.Sprintf("%.0f", v)
+	case a >= 10:
+		return fmt.Sprintf("%.1f", v)
+	default:
+		return fmt.Sprintf("%.2f", v)
+	}
+}
+
+func formatRatio(v float64) string {
+	if math.IsInf(v, 0) {
+		return "∞"
+	}
+	if v >= 10 {
+		return fmt.Sprintf("%.1f", v)
+	}
+	return fmt.Sprintf("%.2f", v)
+}
+
+func met(m *bool) string {
+	switch {
+	case m == nil:
+		return ""
+	case *m:
+		return "yes"
+	default:
+		return "**no**"
+	}
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "–"
+	}
+	return s
+}
+
+// machine describes this machine.
+func machine() Machine {
+	m := Machine{CPU: "unknown", Cores: runtime.NumCPU(), Kernel: "unknown", GoVersion: runtime.Version(),
+		Date: time.Now().UTC().Format("2006-01-02 15:04 UTC")}
+	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for line := range strings.Lines(string(b)) {
+			k, v, ok := strings.Cut(line, ":")
+			k = strings.TrimSpace(k)
+			if ok && (k == "model name" || k == "Model" || k == "Hardware") {
+				m.CPU = strings.TrimSpace(v)
+				break
+			}
+		}
+	}
+	if b, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
+		m.Kernel = strings.TrimSpace(string(b))
+	}
+	return m
+}

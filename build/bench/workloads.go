@@ -1,0 +1,135 @@
+package bench
+
+import (
+	"fmt"
+	"time"
+)
+
+// agentOps are the equivalent operations of the two agents.
+type agentOps interface {
+	ping() error
+	pingPipeline(n, window int) error
+	systemInfo() error
+	networkInfo() error
+	diskUsage() error
+	execTrue() error
+	readFile(path string) ([]byte, error)
+	writeFile(path string, data []byte) error
+}
+
+// target is one running agent with its connection.
+type target struct {
+	name string
+	proc *process
+	conn *conn
+	ops  agentOps
+	// files the file workloads use
+	readPath, writePath string
+}
+
+// sample is one round's values of a workload, keyed by figure key.
+type sample map[string]float64
+
+// workload is one equivalent pair of operations.
+type workload struct {
+	name   string
+	ops    int // operations per round
+	warmup int // unmeasured operations before the first round
+	run    func(t *target, n int) (sample, error)
+}
+
+// pipelineWindow is the number of requests kept in flight by the
+// pipelined ping workload.
+const pipelineWindow = 8
+
+// measure runs op n times, timing each call, and returns the per-call
+// latencies, the wall time and the agent's CPU time over all of them.
+func measure(t *target, n int, op func() error) (lat []time.Duration, wall, cpu time.Duration, err error) {
+	lat = make([]time.Duration, n)
+	cpu0, err := t.proc.cpuTime()
+	if err != nil {
+		return nil, 0, 0, err
+	}
+	start := time.Now()
+	for i := range n {
+		t0 := time.Now()
+		if err := op(); err != nil {
+			return nil, 0, 0, fmt.Errorf("%s: %w", t.name, err)
+		}
+		lat[i] = time.Since(t0)
+	}
+	wall = time.Since(start)
+	cpu1, err := t.proc.cpuTime()
+	if err != nil {
+		return nil, 0, 0, err
+	}
+	return lat, wall, cpu1 - cpu0, nil
+}
+
+// latencyWorkload measures a request/response call: p50, p99, requests
+// per second and agent CPU per call.
+func latencyWorkload(name string, ops, warmup int, op func(agentOps) error) workload {
+	return workload{name: name, ops: ops, warmup: warmup, run: func(t *target, n int) (sample, error) {
+		lat, wall, cpu, err := measure(t, n, func() error { return op(t.ops) })
+		if err != nil {
+			return nil, err
+		}
+		return sample{
+			name + ".p50_us": micros(percentile(lat, 50)),
+			name + ".p99_us": micros(percentile(lat, 99)),
+			name + ".rps":    float64(n) / wall.Seconds(),
+			name + ".cpu_us": micros(cpu) / float64(n),
+		}, nil
+	}}
+}
+
+// pipelineWorkload measures pings with pipelineWindow requests in flight
+// on one connection.
+func pipelineWorkload(ops int) workload {
+	const name = "ping_pipe8"
+	return workload{name: name, ops: ops, warmup: ops / 10, run: func(t *target, n int) (sample, error) {
+		_, wall, cpu, err := measure(t, 1, func() error { return t.ops.pingPipeline(n, pipelineWindow) })
+		if err != nil {
+			return nil, err
+		}
+		return sample{
+			name + ".rps":    float64(n) / wall.Seconds(),
+			name + ".cpu_us": micros(cpu) / float64(n),
+		}, nil
+	}}
+}
+
+// fileWorkload measures reading or writing a file of size bytes: MiB/s
+// and agent CPU per transfer, checking the content after the timed part.
+func fileWorkload(name string, ops int, data []byte, write bool) workload {
+	return workload{name: name, ops: ops, warmup: 1, run: func(t *target, n int) (sample, error) {
+		var got []byte
+		op := func() error {
+			var err error
+			got, err = t.ops.readFile(t.readPath)
+			return err
+		}
+		if write {
+			op = func() error { return t.ops.writeFile(t.writePath, data) }
+		}
+		lat, wall, cpu, err := measure(t, n, op)
+		if err != nil {
+			return nil, err
+		}
+		if write {
+			got, err = readFileBytes(t.writePath)
+			if err != nil {
+				return nil, err
+			}
+		}
+		if err := sameContent(got, data); err != nil {
+			return nil, fmt.Errorf("%s %s: %w", t.name, name, err)
+		}
+		mib := float64(len(data)) / (1 << 20)
+		return sample{
+			name + ".mibps":  mib * float64(n) / wall.Seconds(),
+			name + ".p50_ms": micros(percentile(lat, 50)) / 1000,
+			name + ".cpu_ms": micros(cpu) / 1000 / float64(n),
+		}, nil
+	}}
+}

@@ -1,0 +1,40 @@
+//go:build mage
+
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+
+	"github.com/kvmmanager/guest-agent/build/bench"
+)
+
+// Bench benchmarks the agent side by side with qemu-ga and writes dist/bench/report.{md,json}.
+// BENCH_SMOKE=1 runs a few hundred operations only (CI); BENCH_BUILD=0 skips the build figures,
+// BENCH_MICRO=0 the Go micro-benchmarks; BENCH_ROUNDS=N sets the rounds (at least 5).
+func Bench(ctx context.Context) error {
+	wd, err := os.Getwd()
+	if err != nil {
+		return fmt.Errorf("working directory: %w", err)
+	}
+	rounds := 0
+	if s := os.Getenv("BENCH_ROUNDS"); s != "" {
+		if _, err := fmt.Sscan(s, &rounds); err != nil {
+			return fmt.Errorf("BENCH_ROUNDS=%q: %w", s, err)
+		}
+	}
+	rep, err := bench.Run(ctx, bench.Options{
+		Root:   wd,
+		Smoke:  os.Getenv("BENCH_SMOKE") == "1",
+		Rounds: rounds,
+		Build:  os.Getenv("BENCH_BUILD") != "0",
+		Micro:  os.Getenv("BENCH_MICRO") != "0",
+		Out:    os.Stdout,
+	})
+	if err != nil {
+		return err
+	}
+	fmt.Printf("\n%s\nwrote dist/bench/report.md and dist/bench/report.json\n", rep.Table())
+	return nil
+}
