@@ -14,6 +14,9 @@ type Entry struct {
 	Path string      // slash-separated, relative to the root ("bin/busybox")
 	Mode fs.FileMode // permission bits plus fs.ModeDir or fs.ModeSymlink
 	Data []byte      // file content, or the target of a symbolic link
+	// Major and Minor are the device numbers of a character device
+	// (Mode has fs.ModeDevice|fs.ModeCharDevice).
+	Major, Minor uint32
 }
 
 // Archive is a set of entries written as one newc cpio archive. The same
@@ -59,11 +62,18 @@ func (a *Archive) Symlink(p, target string) error {
 	return a.Add(Entry{Path: p, Mode: fs.ModeSymlink | 0o777, Data: []byte(target)})
 }
 
+// CharDevice adds a character device node p with the device numbers
+// major:minor (the kernel needs /dev/console before any devtmpfs is mounted).
+func (a *Archive) CharDevice(p string, mode fs.FileMode, major, minor uint32) error {
+	return a.Add(Entry{Path: p, Mode: fs.ModeDevice | fs.ModeCharDevice | mode.Perm(), Major: major, Minor: minor})
+}
+
 // Unix file type bits of the cpio mode field.
 const (
 	cpioDir     = 0o040000
 	cpioRegular = 0o100000
 	cpioSymlink = 0o120000
+	cpioCharDev = 0o020000
 )
 
 // WriteTo writes the archive in the "newc" format (the one the Linux kernel
@@ -83,6 +93,8 @@ func (a *Archive) WriteTo(w io.Writer) (int64, error) {
 			mode |= cpioDir
 		case e.Mode&fs.ModeSymlink != 0:
 			mode |= cpioSymlink
+		case e.Mode&fs.ModeCharDevice != 0:
+			mode |= cpioCharDev
 		default:
 			mode |= cpioRegular
 		}
@@ -90,19 +102,19 @@ func (a *Archive) WriteTo(w io.Writer) (int64, error) {
 		if e.Mode.IsDir() {
 			nlink = 2
 		}
-		writeRecord(cw, uint32(i+1), mode, uint32(nlink), p, e.Data)
+		writeRecord(cw, uint32(i+1), mode, uint32(nlink), e.Major, e.Minor, p, e.Data)
 	}
-	writeRecord(cw, 0, 0, 1, "TRAILER!!!", nil)
+	writeRecord(cw, 0, 0, 1, 0, 0, "TRAILER!!!", nil)
 	return cw.n, cw.err
 }
 
 // writeRecord writes one newc header, the name and the data, each padded to
 // a multiple of four bytes.
-func writeRecord(w *countWriter, ino, mode, nlink uint32, name string, data []byte) {
+func writeRecord(w *countWriter, ino, mode, nlink, rmajor, rminor uint32, name string, data []byte) {
 	// magic, ino, mode, uid, gid, nlink, mtime, filesize, devmajor,
 	// devminor, rdevmajor, rdevminor, namesize, check
 	fmt.Fprintf(w, "070701%08X%08X%08X%08X%08X%08X%08X%08X%08X%08X%08X%08X%08X",
-		ino, mode, 0, 0, nlink, 0, len(data), 0, 0, 0, 0, len(name)+1, 0)
+		ino, mode, 0, 0, nlink, 0, len(data), 0, 0, rmajor, rminor, len(name)+1, 0)
 	io.WriteString(w, name)
 	w.Write([]byte{0})
 	w.pad()
