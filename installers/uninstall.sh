@@ -130,10 +130,12 @@ apk)
 	;;
 none)
 	# Generic install: the files install.sh copies.
-	if [ -e /etc/runlevels/default/$pkgname ] || [ -n "$(find /etc/runlevels -name $pkgname 2>/dev/null)" ]; then
-		run rc-update --all delete "$pkgname"
-		note "removed $pkgname from its runlevels"
-	fi
+	for link in /etc/runlevels/*/"$pkgname"; do
+		[ -L "$link" ] || continue
+		level=$(basename "$(dirname "$link")")
+		run rc-update del "$pkgname" "$level"
+		note "removed $pkgname from the $level runlevel"
+	done
 	units_before=$done_list
 	remove_path /usr/lib/systemd/system/$pkgname.service \
 		/usr/lib/udev/rules.d/60-$pkgname.rules \
