@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math/bits"
 	"os"
 	"strings"
 	"time"
@@ -130,19 +131,18 @@ func usage(m mountEntry, st *unix.Statfs_t) protocol.Filesystem {
 }
 
 // usedPercent is df's Use%: ceil(used*100 / (used+avail)), 0 when both are 0.
-// It works in blocks so that the products cannot overflow.
+// The arithmetic is 128-bit, so no block count can overflow it.
 func usedPercent(used, avail uint64) float64 {
-	total := used + avail
+	total, carry := bits.Add64(used, avail, 0)
+	if carry != 0 {
+		used, total = used>>1, (used>>1)+(avail>>1)
+	}
 	if total == 0 {
 		return 0
 	}
-	// used*100 can overflow only past 1.8e17 blocks; divide first then.
-	if used > (^uint64(0))/100 {
-		return float64((used + total/100 - 1) / (total / 100))
-	}
-	u100 := used * 100
-	pct := u100 / total
-	if u100%total != 0 {
+	hi, lo := bits.Mul64(used, 100)
+	pct, rem := bits.Div64(hi, lo, total) // hi < total because used <= total
+	if rem != 0 {
 		pct++
 	}
 	return float64(pct)

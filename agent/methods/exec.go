@@ -209,4 +209,3 @@ func (b *cappedBuffer) result() (string, bool) {
 	defer b.mu.Unlock()
 	return strings.ToValidUTF8(string(b.buf), "\uFFFD"), b.truncated
 }
-

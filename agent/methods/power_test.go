@@ -1,0 +1,172 @@
+package methods
+
+import (
+	"errors"
+	"io"
+	"log/slog"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/kvmmanager/guest-agent/agent/policy"
+	"github.com/kvmmanager/guest-agent/agent/protocol"
+)
+
+type powerCall struct {
+	kind  PowerKind
+	force bool
+	grace time.Duration
+}
+
+// fakePower records power actions; without a channel it fails the test.
+type fakePower struct {
+	t     testing.TB
+	calls chan powerCall
+}
+
+func (f *fakePower) Power(kind PowerKind, force bool, grace time.Duration) error {
+	if f.calls == nil {
+		f.t.Errorf("unexpected power action %v force=%v", kind, force)
+		return nil
+	}
+	f.calls <- powerCall{kind, force, grace}
+	return nil
+}
+
+func TestPowerMethods(t *testing.T) {
+	tests := []struct {
+		method string
+		params string
+		want   powerCall
+		msg    string
+	}{
+		{protocol.MethodShutdown, ``, powerCall{PowerOff, false, 60 * time.Second}, "power off"},
+		{protocol.MethodShutdown, `{"force":true}`, powerCall{PowerOff, true, 60 * time.Second}, "forced"},
+		{protocol.MethodReboot, `{"timeout_seconds":5}`, powerCall{Reboot, false, 5 * time.Second}, "reboot"},
+		{protocol.MethodReboot, `{"timeout_seconds":0,"force":false}`, powerCall{Reboot, false, 0}, "reboot"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.method+tt.params, func(t *testing.T) {
+			fp := &fakePower{t: t, calls: make(chan powerCall, 1)}
+			s := New(seedConfig(t), Options{Power: fp})
+			var r protocol.PowerResult
+			mustCall(t, s.Handlers()[tt.method], tt.params, &r)
+			if !r.Initiated || !strings.Contains(r.Message, tt.msg) {
+				t.Fatalf("result %+v, want initiated and a message with %q", r, tt.msg)
+			}
+			// With a context that is not a server request's, AfterResponse
+			// runs at once, and the action runs in its own goroutine.
+			if got := <-fp.calls; got != tt.want {
+				t.Fatalf("power action %+v, want %+v", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestPowerInvalidParams(t *testing.T) {
+	s := newService(t, nil) // its fake power fails the test if called
+	for _, params := range []string{`{"timeout_seconds":-1}`, `{"timeout_seconds":86401}`, `{"force":"yes"}`, `{"delay":1}`} {
+		_, perr := call(t, s.Handlers()[protocol.MethodShutdown], params)
+		wantError(t, perr, protocol.CodeInvalidParams)
+	}
+}
+
+// fakeSystem drives systemPower with recorded commands and no real effect.
+type fakeSystem struct {
+	mu        sync.Mutex
+	events    []string
+	present   map[string]bool // commands found in PATH
+	failing   map[string]bool // commands that exit non-zero
+	rebootErr error
+	graces    []time.Duration
+}
+
+func (f *fakeSystem) power() *systemPower {
+	return &systemPower{
+		log: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		resolve: func(name string) (string, error) {
+			if f.present[name] {
+				return "/usr/bin/" + name, nil
+			}
+			return "", policy.ErrCommandNotFound
+		},
+		run: func(path string, args ...string) error {
+			f.record("run " + strings.Join(append([]string{path}, args...), " "))
+			if f.failing[path] {
+				return errors.New("exit status 1")
+			}
+			return nil
+		},
+		after: func(d time.Duration) <-chan time.Time {
+			f.mu.Lock()
+			f.graces = append(f.graces, d)
+			f.mu.Unlock()
+			f.record("wait")
+			ch := make(chan time.Time, 1)
+			ch <- time.Time{}
+			return ch
+		},
+		sync: func() { f.record("sync") },
+		reboot: func(k PowerKind) error {
+			f.record("reboot(2) " + k.String())
+			return f.rebootErr
+		},
+	}
+}
+
+func (f *fakeSystem) record(e string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.events = append(f.events, e)
+}
+
+func TestSystemPowerSequence(t *testing.T) {
+	all := map[string]bool{"systemctl": true, "shutdown": true, "poweroff": true, "reboot": true}
+	tests := []struct {
+		name    string
+		kind    PowerKind
+		force   bool
+		present map[string]bool
+		failing map[string]bool
+		want    []string
+	}{
+		{"systemd", PowerOff, false, all, nil,
+			[]string{"run /usr/bin/systemctl poweroff", "wait", "sync", "reboot(2) power off"}},
+		{"systemd reboot", Reboot, false, all, nil,
+			[]string{"run /usr/bin/systemctl reboot", "wait", "sync", "reboot(2) reboot"}},
+		{"systemctl present but not running systemd", PowerOff, false, all, map[string]bool{"/usr/bin/systemctl": true},
+			[]string{"run /usr/bin/systemctl poweroff", "run /usr/bin/shutdown -h now", "wait", "sync", "reboot(2) power off"}},
+		{"busybox only", Reboot, false, map[string]bool{"poweroff": true, "reboot": true}, nil,
+			[]string{"run /usr/bin/reboot", "wait", "sync", "reboot(2) reboot"}},
+		{"nothing works: force at once", PowerOff, false, map[string]bool{"shutdown": true}, map[string]bool{"/usr/bin/shutdown": true},
+			[]string{"run /usr/bin/shutdown -h now", "sync", "reboot(2) power off"}},
+		{"forced skips the init system", Reboot, true, all, nil,
+			[]string{"sync", "reboot(2) reboot"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := &fakeSystem{present: tt.present, failing: tt.failing}
+			if err := f.power().Power(tt.kind, tt.force, 7*time.Second); err != nil {
+				t.Fatal(err)
+			}
+			if !slices.Equal(f.events, tt.want) {
+				t.Fatalf("events\n%q\nwant\n%q", f.events, tt.want)
+			}
+			for _, g := range f.graces {
+				if g != 7*time.Second {
+					t.Fatalf("waited %v, want the request's 7s", g)
+				}
+			}
+		})
+	}
+}
+
+func TestSystemPowerRebootError(t *testing.T) {
+	f := &fakeSystem{rebootErr: errors.New("operation not permitted")}
+	err := f.power().Power(PowerOff, true, 0)
+	if err == nil || !strings.Contains(err.Error(), "operation not permitted") {
+		t.Fatalf("err = %v, want the reboot(2) error", err)
+	}
+}
