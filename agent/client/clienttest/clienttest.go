@@ -162,7 +162,9 @@ type lineError struct {
 	err  error
 }
 
-func (e *lineError) Error() string { return "fake agent: bad request line " + e.line + ": " + e.err.Error() }
+func (e *lineError) Error() string {
+	return "fake agent: bad request line " + e.line + ": " + e.err.Error()
+}
 
 // Next reads the next request; it fails the test on EOF, a bad line or
 // after a generous timeout.
