@@ -75,8 +75,12 @@ func mkSocket(t *testing.T, root, rel string) string {
 
 func TestSocketForFallsBackToLibvirtPaths(t *testing.T) {
 	const dir = "var/lib/libvirt/qemu/channel/target"
-	noVirsh := func(context.Context, string) ([]byte, error) { return nil, errors.New("virsh: executable file not found") }
-	noChannel := func(context.Context, string) ([]byte, error) { return []byte(`<domain id='2'><devices/></domain>`), nil }
+	noVirsh := func(context.Context, string) ([]byte, error) {
+		return nil, errors.New("virsh: executable file not found")
+	}
+	noChannel := func(context.Context, string) ([]byte, error) {
+		return []byte(`<domain id='2'><devices/></domain>`), nil
+	}
 	tests := []struct {
 		name    string
 		domain  string
