@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/kvmmanager/guest-agent/build/version"
 )
@@ -55,6 +56,8 @@ type Binary struct {
 	Command Command
 	Arch    string
 	Path    string
+	// Duration is how long compiling it took (builds run in parallel).
+	Duration time.Duration
 }
 
 // Path returns where the binary of cmd for arch is written under dist.
@@ -108,7 +111,9 @@ func Build(ctx context.Context, opts Options) ([]Binary, error) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			t0 := time.Now()
 			errs[i] = compile(ctx, opts, b)
+			out[i].Duration = time.Since(t0)
 		}()
 	}
 	wg.Wait()
