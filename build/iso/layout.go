@@ -117,19 +117,19 @@ its libvirt definition:
     </channel>
 
 Contents:
-    readme.txt, sha256sums.txt        this file; checksums ("sha256sum -c sha256sums.txt")
-    install*.sh, uninstall.sh         installers
-    config.json                       seed configuration (/etc/kvmmanager-agent/config.json)
-    kvmmanager-agent.service          systemd unit
-    60-kvmmanager-agent.rules         udev rule starting the unit when the port appears
-    kvmmanager-agent.initd, .confd    OpenRC service and its options
+    readme.txt, sha256sums.txt         this file; checksums ("sha256sum -c sha256sums.txt")
+    install*.sh, uninstall.sh          installers
+    config.json                        seed configuration (/etc/kvmmanager-agent/config.json)
+    kvmmanager-agent.service           systemd unit
+    60-kvmmanager-agent.rules          udev rule starting the unit when the port appears
+    kvmmanager-agent.initd, .confd     OpenRC service and its options
 `)
 	for _, a := range arches {
-		fmt.Fprintf(&b, "    linux-%s/kvmmanager-agent%s static agent binary for %s\n", a, strings.Repeat(" ", 8-len(a)), a)
+		fmt.Fprintf(&b, "    %-34s static agent binary for %s\n", "linux-"+a+"/kvmmanager-agent", a)
 	}
 	for _, p := range pkgs {
 		name := fmt.Sprintf("packages/%s/kvmmanager-agent.%s", p.Arch, p.Format)
-		fmt.Fprintf(&b, "    %-34s%s package (%s)\n", name, p.Format, filepath.Base(p.Path))
+		fmt.Fprintf(&b, "    %-34s %s package (%s)\n", name, p.Format, filepath.Base(p.Path))
 	}
 	return b.String()
 }
