@@ -48,8 +48,8 @@ func ParseReport(data []byte) Report {
 			}
 			r.Open.RC, _ = strconv.Atoi(m[2])
 			// The END marker follows a newline the admin adds in case the
-			// output did not end with one.
-			r.Open.Output = strings.TrimSuffix(out.String(), "\n")
+			// output did not end with one: trailing newlines are not output.
+			r.Open.Output = strings.TrimRight(out.String(), "\n")
 			r.Sections = append(r.Sections, *r.Open)
 			r.Open = nil
 		case r.Open != nil:
