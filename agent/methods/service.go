@@ -13,8 +13,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
+	"reflect"
 	"strings"
 
 	"github.com/kvmmanager/guest-agent/agent/config"
@@ -138,15 +138,49 @@ func decodeParams(params json.RawMessage, dst any) error {
 	if trimmed[0] != '{' {
 		return invalidParams("params must be an object")
 	}
-	dec := json.NewDecoder(bytes.NewReader(trimmed))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(dst); err != nil {
+	// Unknown fields are found from the top-level keys alone (values are
+	// skipped, not copied), then the object is decoded straight from the
+	// request's bytes: a json.Decoder would buffer another copy of a
+	// multi-megabyte file_write.
+	var keys map[string]skipValue
+	if err := json.Unmarshal(trimmed, &keys); err != nil {
 		return invalidParams("%s", describeDecodeError(err))
 	}
-	if _, err := dec.Token(); err != io.EOF {
-		return invalidParams("unexpected data after the params object")
+	known := fieldNames(dst)
+	for k := range keys {
+		if !known[k] {
+			return invalidParams("unknown field %q", k)
+		}
+	}
+	if err := json.Unmarshal(trimmed, dst); err != nil {
+		return invalidParams("%s", describeDecodeError(err))
 	}
 	return nil
+}
+
+// skipValue accepts any JSON value without keeping it.
+type skipValue struct{}
+
+func (*skipValue) UnmarshalJSON([]byte) error { return nil }
+
+// fieldNames returns the JSON names of the fields of the struct dst points
+// to. Names must match exactly (encoding/json alone would also accept "Path"
+// for "path").
+func fieldNames(dst any) map[string]bool {
+	t := reflect.TypeOf(dst).Elem()
+	names := make(map[string]bool, t.NumField())
+	for i := range t.NumField() {
+		f := t.Field(i)
+		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+		if name == "-" || !f.IsExported() {
+			continue
+		}
+		if name == "" {
+			name = f.Name
+		}
+		names[name] = true
+	}
+	return names
 }
 
 func describeDecodeError(err error) string {
