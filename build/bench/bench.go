@@ -38,6 +38,7 @@ type Options struct {
 	Build  bool      // measure the build figures (slow: a cold build from an empty cache)
 	Micro  bool      // run the agent's Go micro-benchmarks
 	QemuGA string    // qemu-ga executable; default "qemu-ga" on PATH, else /usr/sbin/qemu-ga
+	Agent  string    // prebuilt agent executable; "" builds it as shipped
 	Out    io.Writer // progress; nil discards
 }
 
@@ -72,10 +73,12 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	rep := &Report{Machine: machine(), Smoke: opts.Smoke, Rounds: opts.Rounds}
 	rep.Machine.QemuGAVersion = qemuGAVersion(qga)
 
-	fmt.Fprintf(opts.Out, "bench: building the agent for linux/%s\n", runtime.GOARCH)
-	agentBin, err := buildAgent(ctx, root, work)
-	if err != nil {
-		return nil, err
+	agentBin := opts.Agent
+	if agentBin == "" {
+		fmt.Fprintf(opts.Out, "bench: building the agent for linux/%s\n", runtime.GOARCH)
+		if agentBin, err = buildAgent(ctx, root, work); err != nil {
+			return nil, err
+		}
 	}
 	if err := runAgents(ctx, opts, rep, work, agentBin, qga); err != nil {
 		return nil, err
@@ -171,7 +174,7 @@ func workloadCounts(smoke bool) counts {
 	return counts{pingSeq: 3000, pingPipe: 10000, info: 200, exec: 100, files: 5}
 }
 
-func runAgents(ctx context.Context, opts Options, rep *Report, work, agentBin, qga string) (err error) {
+func runAgents(ctx context.Context, opts Options, rep *Report, work, agentBin, qga string) error {
 	dataDir := filepath.Join(work, "data")
 	stateDir := filepath.Join(work, "qga-state")
 	for _, d := range []string{dataDir, stateDir} {
@@ -204,7 +207,12 @@ func runAgents(ctx context.Context, opts Options, rep *Report, work, agentBin, q
 	if err != nil {
 		return err
 	}
-	defer func() { err = errors.Join(err, oursProc.stop()) }()
+	defer func() {
+		// The agent finishes in-flight requests for up to 5 s on SIGTERM.
+		if oursProc.stop(7 * time.Second) {
+			rep.Notes = append(rep.Notes, "kvmmanager-agent did not exit within 7 s of SIGTERM and was killed")
+		}
+	}()
 	// No -F: the fsfreeze hook stays disabled; -f keeps the pid file out
 	// of /run so that a system qemu-ga is not disturbed.
 	qgaProc, err := startProcess(ctx, "qemu-ga",
@@ -213,7 +221,11 @@ func runAgents(ctx context.Context, opts Options, rep *Report, work, agentBin, q
 	if err != nil {
 		return err
 	}
-	defer func() { err = errors.Join(err, qgaProc.stop()) }()
+	defer func() {
+		if qgaProc.stop(3 * time.Second) {
+			rep.Notes = append(rep.Notes, "qemu-ga did not exit within 3 s of SIGTERM and was killed (it occasionally ignores SIGTERM)")
+		}
+	}()
 
 	dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
@@ -271,21 +283,29 @@ func runAgents(ctx context.Context, opts Options, rep *Report, work, agentBin, q
 			fmt.Fprintf(opts.Out, "bench: %s: %d rounds × %d operations per agent\n", w.name, opts.Rounds, w.ops)
 			for _, t := range targets {
 				for range w.warmup {
-					if _, err := w.run(t, 1); err != nil {
+					if _, _, err := w.run(t, 1); err != nil {
 						return fmt.Errorf("warm up %s: %w", w.name, err)
 					}
 				}
 			}
+			var cpu [2]cpuUse
 			for range opts.Rounds {
 				for i, t := range targets {
-					s, err := w.run(t, w.ops)
+					s, use, err := w.run(t, w.ops)
 					if err != nil {
 						return fmt.Errorf("workload %s: %w", w.name, err)
 					}
 					for k, v := range s {
 						values[i][k] = append(values[i][k], v)
 					}
+					cpu[i].cpu += use.cpu
+					cpu[i].ops += use.ops
 				}
+			}
+			for i := range targets {
+				perOp := micros(cpu[i].cpu) / float64(cpu[i].ops)
+				values[i][w.name+".cpu_us"] = []float64{perOp}
+				values[i][w.name+".cpu_ms"] = []float64{perOp / 1000}
 			}
 		}
 	}

@@ -145,8 +145,8 @@ func TestMedianPercentile(t *testing.T) {
 
 func TestFiguresGoals(t *testing.T) {
 	values := [2]map[string][]float64{
-		{"ping_seq.rps": {30000, 31000, 29000, 30500, 30200}, "exec.p50_ms": {2, 2, 2, 2, 2}, "mem.idle_rss_kib": {9000}},
-		{"ping_seq.rps": {10000, 10000, 10000, 10000, 10000}, "exec.p50_ms": {3, 3, 3, 3, 3}, "mem.idle_rss_kib": {9000}},
+		{"ping_seq.rps": {30000, 31000, 29000, 30500, 30200}, "exec.p50_us": {2, 2, 2, 2, 2}, "mem.idle_rss_kib": {9000}},
+		{"ping_seq.rps": {10000, 10000, 10000, 10000, 10000}, "exec.p50_us": {3, 3, 3, 3, 3}, "mem.idle_rss_kib": {9000}},
 	}
 	got := map[string]Figure{}
 	for _, f := range figures(values, "10 MiB") {
@@ -159,7 +159,7 @@ func TestFiguresGoals(t *testing.T) {
 		key   string
 		ratio float64
 		met   bool
-	}{{"ping_seq.rps", 3.02, true}, {"exec.p50_ms", 0.667, false}, {"mem.idle_rss_kib", 1, true}} {
+	}{{"ping_seq.rps", 3.02, true}, {"exec.p50_us", 0.667, false}, {"mem.idle_rss_kib", 1, true}} {
 		f := got[tt.key]
 		if math.Abs(f.Ratio-tt.ratio) > 0.001 || f.Met == nil || *f.Met != tt.met {
 			t.Errorf("%s: ratio %v met %v; want %v %v", tt.key, f.Ratio, f.Met, tt.ratio, tt.met)
@@ -167,7 +167,7 @@ func TestFiguresGoals(t *testing.T) {
 	}
 	rep := Report{Figures: figures(values, "10 MiB")}
 	table := rep.Table()
-	if !strings.Contains(table, "| exec /bin/true to its result p50 | 2.00 ms | 3.00 ms | 0.67× | ≤ 0.5× | **no** |") {
+	if !strings.Contains(table, "| exec /bin/true to its result p50 | 2.00 µs | 3.00 µs | 0.67× | ≤ 0.5× | **no** |") {
 		t.Errorf("table lacks the exec row as expected:\n%s", table)
 	}
 }
@@ -208,5 +208,49 @@ func TestInspectStaticBinary(t *testing.T) {
 	}
 	if len(bi.Needed) > 0 && len(bi.Loaded) < len(bi.Needed) {
 		t.Fatalf("needed %v but loaded only %v", bi.Needed, bi.Loaded)
+	}
+}
+
+func TestCutBigString(t *testing.T) {
+	tests := []struct {
+		name, line, key string
+		want, rest      string
+		wantErr         string
+	}{
+		{"ours", `{"jsonrpc":"2.0","result":{"content":"aGVsbG8=","size_bytes":5,"encoding":"base64"},"id":3}`, "content",
+			"hello", `{"jsonrpc":"2.0","result":{"content":"","size_bytes":5,"encoding":"base64"},"id":3}`, ""},
+		{"qemu-ga spacing", `{"return": {"count": 5, "buf-b64": "aGVsbG8=", "eof": true}, "id": 4}`, "buf-b64",
+			"hello", `{"return": {"count": 5, "buf-b64": "", "eof": true}, "id": 4}`, ""},
+		{"empty", `{"return": {"count": 0, "buf-b64": "", "eof": true}}`, "buf-b64", "", `{"return": {"count": 0, "buf-b64": "", "eof": true}}`, ""},
+		{"missing", `{"return": {}}`, "buf-b64", "", "", "no \"buf-b64\" member"},
+		{"escaped", `{"content":"aGVs\/bG8="}`, "content", "", "", "escapes"},
+		{"not base64", `{"content":"***"}`, "content", "", "", "decode member"},
+		{"not a string", `{"content":5}`, "content", "", "", "not a string"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, rest, err := cutBigString(nil, []byte(tt.line), tt.key)
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("err = %v, want %q", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil || string(got) != tt.want || string(rest) != tt.rest {
+				t.Fatalf("= %q, %q, %v; want %q, %q", got, rest, err, tt.want, tt.rest)
+			}
+		})
+	}
+}
+
+func TestRawParams(t *testing.T) {
+	p := rawParams(func(dst []byte) []byte {
+		dst = append(dst, `{"handle":1,`...)
+		return append(appendB64Member(dst, "buf-b64", []byte("hello")), '}')
+	})
+	got, err := qgaCodec{}.appendRequest(nil, 2, "guest-file-write", p)
+	want := `{"execute":"guest-file-write","arguments":{"handle":1,"buf-b64":"aGVsbG8="},"id":2}` + "\n"
+	if err != nil || string(got) != want {
+		t.Fatalf("= %q, %v; want %q", got, err, want)
 	}
 }

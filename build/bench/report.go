@@ -91,7 +91,7 @@ func figureDefs(size string) []figureDef {
 		{"system_info.p50_us", "get_system_info / guest-get-osinfo p50", "µs", Lower, 1.0},
 		{"network_info.p50_us", "get_network_info / guest-network-get-interfaces p50", "µs", Lower, 1.0},
 		{"disk_usage.p50_us", "get_disk_usage / guest-get-fsinfo p50", "µs", Lower, 1.0},
-		{"exec.p50_ms", "exec /bin/true to its result p50", "ms", Lower, 0.5},
+		{"exec.p50_us", "exec /bin/true to its result p50", "µs", Lower, 0.5},
 		{"read.mibps", "read " + size + " (base64)", "MiB/s", Higher, 2.0},
 		{"write.mibps", "write " + size + " (base64)", "MiB/s", Higher, 4.0},
 		{"mem.idle_rss_kib", "idle RSS after start (VmRSS)", "KiB", Lower, 1.0},
@@ -179,7 +179,7 @@ var methodNotes = []string{
 	"8 in flight: requests are pipelined on one connection with a window of 8 (the client sends while fewer than 8 replies are outstanding). Ours serves them concurrently; qemu-ga reads and answers one at a time, so for it the window only removes the client's round-trip wait.",
 	"Exec: ours is one exec_command call that returns exit code and output. qemu-ga is guest-exec with capture-output, then guest-exec-status polled immediately and then every 1 ms until exited (faster than real hosts poll).",
 	"Files: ours is one file_read / file_write with base64 content. qemu-ga is guest-file-open, guest-file-read / guest-file-write in 4 MiB chunks (buf-b64), guest-file-close. Contents are verified after the timed part.",
-	"Memory from /proc/PID/status: VmRSS once connected and idle for 0.5 s; VmHWM after the file workloads, with the peak reset (clear_refs 5) just before them. CPU per operation: delta of utime+stime from /proc/PID/stat over a round divided by its operations (10 ms ticks; children not included).",
+	"Memory from /proc/PID/status: VmRSS once connected and idle for 0.5 s; VmHWM after the file workloads, with the peak reset (clear_refs 5) just before them. CPU per operation: utime+stime from /proc/PID/stat (10 ms ticks), summed over the deltas of all rounds and divided by all their operations (children not included).",
 	"Executables: ours is the shipped static build (CGO_ENABLED=0, -trimpath, -s -w); shared libraries are resolved from ELF DT_NEEDED without running the binary.",
 }
 

@@ -30,12 +30,20 @@ type target struct {
 // sample is one round's values of a workload, keyed by figure key.
 type sample map[string]float64
 
+// cpuUse is the agent CPU time a round used over its operations. Ticks of
+// /proc/PID/stat are 10 ms, so CPU per operation is computed from the sums
+// over all rounds rather than as a median of rounds.
+type cpuUse struct {
+	cpu time.Duration
+	ops int
+}
+
 // workload is one equivalent pair of operations.
 type workload struct {
 	name   string
 	ops    int // operations per round
 	warmup int // unmeasured operations before the first round
-	run    func(t *target, n int) (sample, error)
+	run    func(t *target, n int) (sample, cpuUse, error)
 }
 
 // pipelineWindow is the number of requests kept in flight by the
@@ -69,17 +77,16 @@ func measure(t *target, n int, op func() error) (lat []time.Duration, wall, cpu 
 // latencyWorkload measures a request/response call: p50, p99, requests
 // per second and agent CPU per call.
 func latencyWorkload(name string, ops, warmup int, op func(agentOps) error) workload {
-	return workload{name: name, ops: ops, warmup: warmup, run: func(t *target, n int) (sample, error) {
+	return workload{name: name, ops: ops, warmup: warmup, run: func(t *target, n int) (sample, cpuUse, error) {
 		lat, wall, cpu, err := measure(t, n, func() error { return op(t.ops) })
 		if err != nil {
-			return nil, err
+			return nil, cpuUse{}, err
 		}
 		return sample{
 			name + ".p50_us": micros(percentile(lat, 50)),
 			name + ".p99_us": micros(percentile(lat, 99)),
 			name + ".rps":    float64(n) / wall.Seconds(),
-			name + ".cpu_us": micros(cpu) / float64(n),
-		}, nil
+		}, cpuUse{cpu, n}, nil
 	}}
 }
 
@@ -87,22 +94,21 @@ func latencyWorkload(name string, ops, warmup int, op func(agentOps) error) work
 // on one connection.
 func pipelineWorkload(ops int) workload {
 	const name = "ping_pipe8"
-	return workload{name: name, ops: ops, warmup: ops / 10, run: func(t *target, n int) (sample, error) {
+	return workload{name: name, ops: ops, warmup: ops / 10, run: func(t *target, n int) (sample, cpuUse, error) {
 		_, wall, cpu, err := measure(t, 1, func() error { return t.ops.pingPipeline(n, pipelineWindow) })
 		if err != nil {
-			return nil, err
+			return nil, cpuUse{}, err
 		}
 		return sample{
-			name + ".rps":    float64(n) / wall.Seconds(),
-			name + ".cpu_us": micros(cpu) / float64(n),
-		}, nil
+			name + ".rps": float64(n) / wall.Seconds(),
+		}, cpuUse{cpu, n}, nil
 	}}
 }
 
 // fileWorkload measures reading or writing a file of size bytes: MiB/s
 // and agent CPU per transfer, checking the content after the timed part.
 func fileWorkload(name string, ops int, data []byte, write bool) workload {
-	return workload{name: name, ops: ops, warmup: 1, run: func(t *target, n int) (sample, error) {
+	return workload{name: name, ops: ops, warmup: 1, run: func(t *target, n int) (sample, cpuUse, error) {
 		var got []byte
 		op := func() error {
 			var err error
@@ -114,22 +120,21 @@ func fileWorkload(name string, ops int, data []byte, write bool) workload {
 		}
 		lat, wall, cpu, err := measure(t, n, op)
 		if err != nil {
-			return nil, err
+			return nil, cpuUse{}, err
 		}
 		if write {
 			got, err = readFileBytes(t.writePath)
 			if err != nil {
-				return nil, err
+				return nil, cpuUse{}, err
 			}
 		}
 		if err := sameContent(got, data); err != nil {
-			return nil, fmt.Errorf("%s %s: %w", t.name, name, err)
+			return nil, cpuUse{}, fmt.Errorf("%s %s: %w", t.name, name, err)
 		}
 		mib := float64(len(data)) / (1 << 20)
 		return sample{
 			name + ".mibps":  mib * float64(n) / wall.Seconds(),
 			name + ".p50_ms": micros(percentile(lat, 50)) / 1000,
-			name + ".cpu_ms": micros(cpu) / 1000 / float64(n),
-		}, nil
+		}, cpuUse{cpu, n}, nil
 	}}
 }
