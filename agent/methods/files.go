@@ -70,6 +70,9 @@ func (s *Service) fileRead(_ context.Context, params json.RawMessage) (any, erro
 	if err != nil {
 		return nil, err
 	}
+	if err := checkFilePath(p.Path); err != nil {
+		return nil, err
+	}
 	res := protocol.FileReadResult{Encoding: enc}
 	err = s.read.Do(p.Path, func(root *os.Root, name string) error {
 		// Stat first: opening a FIFO would block and opening a device can
@@ -92,7 +95,11 @@ func (s *Service) fileRead(_ context.Context, params json.RawMessage) (any, erro
 		if err := s.checkReadable(fi); err != nil {
 			return err
 		}
-		res.Content, res.SizeBytes, err = readContent(f, fi.Size(), s.cfg.MaxFileSizeBytes, enc)
+		r, err := newNonblockReader(f)
+		if err != nil {
+			return err
+		}
+		res.Content, res.SizeBytes, err = readContent(r, fi.Size(), s.cfg.MaxFileSizeBytes, enc)
 		return err
 	})
 	if err != nil {
@@ -146,6 +153,50 @@ func readContent(f io.Reader, sizeHint, max int64, enc string) (string, int64, e
 	return out, lr.n, nil
 }
 
+// nonblockReader reads a file opened with O_NONBLOCK without ever waiting:
+// some "regular" kernel files (/proc/kmsg, tracing pipes) have no data until
+// an event happens, and the runtime's poller would park the request on them
+// forever. They fail with EAGAIN instead.
+type nonblockReader struct {
+	rc syscall.RawConn
+}
+
+func newNonblockReader(f *os.File) (*nonblockReader, error) {
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", f.Name(), err)
+	}
+	return &nonblockReader{rc: rc}, nil
+}
+
+func (r *nonblockReader) Read(p []byte) (int, error) {
+	var n int
+	var rerr error
+	err := r.rc.Read(func(fd uintptr) bool {
+		for {
+			n, rerr = syscall.Read(int(fd), p)
+			if rerr != syscall.EINTR {
+				return true // done, whatever happened: never wait for readiness
+			}
+		}
+	})
+	if err != nil {
+		return 0, err
+	}
+	if rerr == syscall.EAGAIN {
+		return 0, errWouldBlock
+	}
+	if rerr != nil {
+		return 0, rerr
+	}
+	if n == 0 && len(p) > 0 {
+		return 0, io.EOF
+	}
+	return n, nil
+}
+
+var errWouldBlock = errors.New("the file has no data to read without waiting")
+
 type countingReader struct {
 	r io.Reader
 	n int64
@@ -197,8 +248,8 @@ func (s *Service) fileWrite(_ context.Context, params json.RawMessage) (any, err
 	if size > s.cfg.MaxFileSizeBytes {
 		return nil, fileError(p.Path, &tooLargeError{size: size, max: s.cfg.MaxFileSizeBytes})
 	}
-	if !strings.HasPrefix(p.Path, "/") {
-		return nil, fileError(p.Path, policy.ErrNotAbsolute)
+	if err := checkFilePath(p.Path); err != nil {
+		return nil, err
 	}
 	if slices.Contains(strings.Split(p.Path, "/"), "..") {
 		return nil, protocol.Errorf(protocol.CodePermissionDenied, `path %q contains ".."; file_write needs a path without it`, p.Path)
@@ -320,6 +371,19 @@ func (s *Service) writeInRoot(root *os.Root, name string, p protocol.FileWritePa
 	return nil
 }
 
+// checkFilePath refuses paths that cannot name a file: relative ones and
+// ones ending in "/" (which the policy's component split would otherwise
+// read as the name before the slash).
+func checkFilePath(path string) error {
+	if !strings.HasPrefix(path, "/") {
+		return fileError(path, policy.ErrNotAbsolute)
+	}
+	if strings.HasSuffix(path, "/") {
+		return invalidParams("path %q ends in \"/\"; it must name a file", path)
+	}
+	return nil
+}
+
 // fileError maps an error of file_read/file_write on path to a protocol error.
 func fileError(path string, err error) error {
 	var tl *tooLargeError
@@ -341,6 +405,8 @@ func fileError(path string, err error) error {
 		return invalidParams("%v", err)
 	case errors.Is(err, errNotUTF8):
 		return invalidParams(`file %q is not valid UTF-8 text; read it with "encoding": "base64"`, path)
+	case errors.Is(err, errWouldBlock):
+		return protocol.Errorf(protocol.CodeCommandFailed, "path %q: %v", path, err)
 	case errors.Is(err, errNotRegular):
 		return invalidParams("path %q: %v", path, err)
 	case errors.Is(err, errSymlink):

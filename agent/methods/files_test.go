@@ -134,6 +134,7 @@ func TestFileReadRefused(t *testing.T) {
 		{"proc fd magic link", nil, map[string]any{"path": "/proc/self/cwd/files_test.go"}, protocol.CodePermissionDenied, []string{"outside"}},
 		{"relative", nil, map[string]any{"path": "etc/hostname"}, protocol.CodeInvalidParams, []string{"absolute"}},
 		{"missing path", nil, map[string]any{}, protocol.CodeInvalidParams, []string{"path"}},
+		{"trailing slash", nil, map[string]any{"path": filepath.Join(ft.allowed, "hello.txt") + "/"}, protocol.CodeInvalidParams, []string{"must name a file"}},
 		{"bad encoding", nil, map[string]any{"path": ft.single, "encoding": "hex"}, protocol.CodeInvalidParams, []string{"encoding"}},
 		{"not found", nil, map[string]any{"path": filepath.Join(ft.allowed, "nope")}, protocol.CodeNotFound, []string{"not found"}},
 		{"component is a file", nil, map[string]any{"path": filepath.Join(ft.allowed, "hello.txt", "x")}, protocol.CodeNotFound, nil},
@@ -294,6 +295,7 @@ func TestFileWriteRefusedWithoutSideEffects(t *testing.T) {
 		{"symbolic permissions", nil, map[string]any{"path": filepath.Join(ft.allowed, "p"), "content": "x", "permissions": "rw-r--r--"}, protocol.CodeInvalidParams, []string{"permissions"}},
 		{"bad encoding", nil, map[string]any{"path": filepath.Join(ft.allowed, "p"), "content": "x", "encoding": "latin1"}, protocol.CodeInvalidParams, []string{"encoding"}},
 		{"relative", nil, map[string]any{"path": "tmp/x", "content": "x"}, protocol.CodeInvalidParams, []string{"absolute"}},
+		{"trailing slash", nil, map[string]any{"path": filepath.Join(ft.allowed, "newfile") + "/", "content": "x"}, protocol.CodeInvalidParams, []string{"must name a file"}},
 		{"missing dir without create_dirs", nil, map[string]any{"path": filepath.Join(ft.allowed, "nodir", "f"), "content": "x"}, protocol.CodeNotFound, []string{"create_dirs"}},
 		{"target is a directory", nil, map[string]any{"path": filepath.Join(ft.allowed, "sub"), "content": "x"}, protocol.CodeInvalidParams, []string{"directory"}},
 		{"target is a fifo", nil, map[string]any{"path": filepath.Join(ft.allowed, "fifo"), "content": "x"}, protocol.CodeInvalidParams, []string{"named pipe"}},
@@ -375,5 +377,31 @@ func TestFileRoundTripAtLimit(t *testing.T) {
 	got, err := base64.StdEncoding.DecodeString(r.Content)
 	if err != nil || !bytes.Equal(got, data) || r.SizeBytes != size {
 		t.Fatalf("round trip: %d bytes, size_bytes %d, err %v", len(got), r.SizeBytes, err)
+	}
+}
+
+// A file that has no data yet (like /proc/kmsg) fails at once instead of
+// parking the request.
+func TestNonblockReaderNeverWaits(t *testing.T) {
+	r, w, err := os.Pipe() // a pollable descriptor with no data and a live writer
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	defer w.Close()
+	nr, err := newNonblockReader(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := readContent(nr, 0, 100, protocol.EncodingUTF8); !errors.Is(err, errWouldBlock) {
+		t.Fatalf("err = %v, want errWouldBlock", err)
+	}
+	if _, err := w.WriteString("data"); err != nil {
+		t.Fatal(err)
+	}
+	w.Close()
+	got, n, err := readContent(nr, 0, 100, protocol.EncodingUTF8)
+	if err != nil || got != "data" || n != 4 {
+		t.Fatalf("readContent = %q, %d, %v", got, n, err)
 	}
 }

@@ -170,3 +170,17 @@ func TestSystemPowerRebootError(t *testing.T) {
 		t.Fatalf("err = %v, want the reboot(2) error", err)
 	}
 }
+
+func TestRunInitCommand(t *testing.T) {
+	needSystemCommands(t, "true", "sh")
+	c := policy.NewCommands(false, nil, nil)
+	truePath, _ := c.Resolve("true")
+	shPath, _ := c.Resolve("sh")
+	if err := runInitCommand(truePath); err != nil {
+		t.Fatalf("true: %v", err)
+	}
+	err := runInitCommand(shPath, "-c", "echo System has not been booted with systemd >&2; exit 1")
+	if err == nil || !strings.Contains(err.Error(), "not been booted") || !strings.Contains(err.Error(), "exit status 1") {
+		t.Fatalf("err = %v, want the exit status and the command's message", err)
+	}
+}
