@@ -111,7 +111,8 @@ func SerialConsole(arch string) string {
 
 // Start launches QEMU as cfg describes and returns at once; the guest boots
 // in the background. QEMU is killed when ctx is cancelled or cfg.Timeout
-// passes; call Wait (or Kill) so that its resources are released.
+// passes; call Wait (or Kill) so that its resources are released. When Start
+// returns, QEMU listens on Config.AgentSocket.
 func Start(ctx context.Context, cfg Config) (*Machine, error) {
 	if cfg.Kernel == "" {
 		return nil, errors.New("vm: Config.Kernel is required")
@@ -174,7 +175,40 @@ func Start(ctx context.Context, cfg Config) (*Machine, error) {
 		return nil, fmt.Errorf("vm: start %s: %w", bin, err)
 	}
 	go m.supervise(ctx)
+	if err := m.waitSockets(); err != nil {
+		m.Kill()
+		return nil, err
+	}
 	return m, nil
+}
+
+// socketWait bounds how long Start waits for QEMU to create its sockets.
+const socketWait = 30 * time.Second
+
+// waitSockets waits until QEMU listens on the QMP and agent sockets, so
+// that callers can connect as soon as Start returns.
+func (m *Machine) waitSockets() error {
+	paths := []string{m.qmpPath}
+	if m.cfg.AgentSocket != "" {
+		paths = append(paths, m.cfg.AgentSocket)
+	}
+	deadline := time.Now().Add(socketWait)
+	for _, p := range paths {
+		for {
+			if _, err := os.Stat(p); err == nil {
+				break
+			}
+			select {
+			case <-m.done:
+				return fmt.Errorf("vm: qemu exited before creating %s: %w", p, m.err)
+			case <-time.After(20 * time.Millisecond):
+			}
+			if time.Now().After(deadline) {
+				return fmt.Errorf("vm: qemu did not create %s within %s; console log: %s", p, socketWait, m.console)
+			}
+		}
+	}
+	return nil
 }
 
 // args builds QEMU's command line.
