@@ -9,7 +9,6 @@ package methods
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -222,12 +221,4 @@ func invalidParams(format string, args ...any) *protocol.Error {
 // -32602, like everywhere else).
 func noParams(params json.RawMessage) error {
 	return decodeParams(params, &struct{}{})
-}
-
-// ctxErr turns a cancelled request context into an error for the reply.
-func ctxErr(ctx context.Context) error {
-	if err := ctx.Err(); err != nil {
-		return protocol.Errorf(protocol.CodeInternalError, "request cancelled: %v", err)
-	}
-	return nil
 }
