@@ -22,6 +22,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"time"
 
@@ -39,6 +40,7 @@ type Options struct {
 	Micro  bool      // run the agent's Go micro-benchmarks
 	QemuGA string    // qemu-ga executable; default "qemu-ga" on PATH, else /usr/sbin/qemu-ga
 	Agent  string    // prebuilt agent executable; "" builds it as shipped
+	Only   []string  // run only these workloads (for profiling); nil runs all
 	Out    io.Writer // progress; nil discards
 }
 
@@ -250,11 +252,13 @@ func runAgents(ctx context.Context, opts Options, rep *Report, work, agentBin, q
 	time.Sleep(500 * time.Millisecond)
 	values := [2]map[string][]float64{{}, {}}
 	for i, t := range targets {
-		rss, _, err := t.proc.memory()
+		m, err := t.proc.memory()
 		if err != nil {
 			return err
 		}
-		values[i]["mem.idle_rss_kib"] = []float64{float64(rss)}
+		values[i]["mem.idle_rss_kib"] = []float64{float64(m.RSS)}
+		values[i]["mem.idle_anon_kib"] = []float64{float64(m.RSSAnon)}
+		values[i]["mem.idle_file_kib"] = []float64{float64(m.RSSFile)}
 	}
 
 	c := workloadCounts(opts.Smoke)
@@ -270,6 +274,7 @@ func runAgents(ctx context.Context, opts Options, rep *Report, work, agentBin, q
 		fileWorkload("read", c.files, data, false),
 		fileWorkload("write", c.files, data, true),
 	}}
+	ranFiles := false
 	for gi, group := range groups {
 		if gi == 1 {
 			// The peak over the file workloads alone.
@@ -280,6 +285,10 @@ func runAgents(ctx context.Context, opts Options, rep *Report, work, agentBin, q
 			}
 		}
 		for _, w := range group {
+			if opts.Only != nil && !slices.Contains(opts.Only, w.name) {
+				continue
+			}
+			ranFiles = ranFiles || gi == 1
 			fmt.Fprintf(opts.Out, "bench: %s: %d rounds × %d operations per agent\n", w.name, opts.Rounds, w.ops)
 			for _, t := range targets {
 				for range w.warmup {
@@ -310,11 +319,14 @@ func runAgents(ctx context.Context, opts Options, rep *Report, work, agentBin, q
 		}
 	}
 	for i, t := range targets {
-		_, hwm, err := t.proc.memory()
+		if !ranFiles {
+			break
+		}
+		m, err := t.proc.memory()
 		if err != nil {
 			return err
 		}
-		values[i]["mem.peak_files_kib"] = []float64{float64(hwm)}
+		values[i]["mem.peak_files_kib"] = []float64{float64(m.HWM)}
 	}
 
 	// Executables on disk.

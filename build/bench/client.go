@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"time"
 )
 
@@ -31,7 +30,7 @@ type codec interface {
 
 // conn is one client connection to an agent's unix socket.
 type conn struct {
-	nc     net.Conn
+	nc     *fdConn
 	r      *bufio.Reader
 	w      *bufio.Writer
 	codec  codec
@@ -42,10 +41,9 @@ type conn struct {
 
 // dial connects to the unix socket at path and synchronises the stream.
 func dial(ctx context.Context, path string, cd codec) (*conn, error) {
-	var d net.Dialer
-	nc, err := d.DialContext(ctx, "unix", path)
+	nc, err := dialUnix(ctx, path)
 	if err != nil {
-		return nil, fmt.Errorf("dial %s: %w", path, err)
+		return nil, err
 	}
 	c := &conn{
 		nc:     nc,
@@ -67,8 +65,10 @@ func (c *conn) Close() error { return c.nc.Close() }
 // up to its reply, as a host does after connecting.
 func (c *conn) sync(ctx context.Context) error {
 	if dl, ok := ctx.Deadline(); ok {
-		c.nc.SetDeadline(dl)
-		defer c.nc.SetDeadline(time.Time{})
+		if err := c.nc.setTimeout(max(time.Until(dl), time.Millisecond)); err != nil {
+			return err
+		}
+		defer c.nc.setTimeout(0)
 	}
 	token := uint64(time.Now().UnixNano()) & (1<<53 - 1)
 	if _, err := c.w.Write(c.codec.appendSync(nil, token)); err != nil {

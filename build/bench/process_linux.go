@@ -102,14 +102,22 @@ func (p *process) stop(grace time.Duration) (killed bool) {
 	return true
 }
 
-// memory returns VmRSS and VmHWM of the process in KiB.
-func (p *process) memory() (rss, hwm int64, err error) {
+// memStatus is the memory of a process from /proc/PID/status, in KiB.
+type memStatus struct {
+	RSS, HWM, RSSAnon, RSSFile int64
+}
+
+// memory reads the process's memory figures.
+func (p *process) memory() (memStatus, error) {
 	path := fmt.Sprintf("/proc/%d/status", p.pid())
 	b, err := os.ReadFile(path)
 	if err != nil {
-		return 0, 0, fmt.Errorf("read %s: %w", path, err)
+		return memStatus{}, fmt.Errorf("read %s: %w", path, err)
 	}
-	return parseStatusKB(b, "VmRSS"), parseStatusKB(b, "VmHWM"), nil
+	return memStatus{
+		RSS: parseStatusKB(b, "VmRSS"), HWM: parseStatusKB(b, "VmHWM"),
+		RSSAnon: parseStatusKB(b, "RssAnon"), RSSFile: parseStatusKB(b, "RssFile"),
+	}, nil
 }
 
 // parseStatusKB returns the kB value of key in /proc/PID/status content, or

@@ -84,9 +84,9 @@ func TestQGAOperations(t *testing.T) {
 		t.Error("reading a missing file succeeded")
 	}
 
-	rss, hwm, err := p.memory()
-	if err != nil || rss <= 0 || hwm < rss {
-		t.Errorf("memory = %d, %d, %v", rss, hwm, err)
+	m, err := p.memory()
+	if err != nil || m.RSS <= 0 || m.HWM < m.RSS || m.RSSAnon <= 0 || m.RSSFile <= 0 || m.RSSAnon+m.RSSFile > m.RSS {
+		t.Errorf("memory = %+v, %v", m, err)
 	}
 	if err := p.resetPeak(); err != nil {
 		t.Error(err)

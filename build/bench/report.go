@@ -33,10 +33,11 @@ type Machine struct {
 	GoVersion     string `json:"go_version"`
 	QemuGAVersion string `json:"qemu_ga_version"`
 	Date          string `json:"date"`
+	LoadAverage   string `json:"load_average"` // /proc/loadavg when the run started: other work skews figures
 }
 
 func (m Machine) String() string {
-	return fmt.Sprintf("%s, %d cores, Linux %s, %s, %s", m.CPU, m.Cores, m.Kernel, m.GoVersion, m.QemuGAVersion)
+	return fmt.Sprintf("%s, %d cores, Linux %s, %s, %s (load average at start: %s)", m.CPU, m.Cores, m.Kernel, m.GoVersion, m.QemuGAVersion, m.LoadAverage)
 }
 
 // Better says which way a figure improves.
@@ -95,6 +96,8 @@ func figureDefs(size string) []figureDef {
 		{"read.mibps", "read " + size + " (base64)", "MiB/s", Higher, 2.0},
 		{"write.mibps", "write " + size + " (base64)", "MiB/s", Higher, 4.0},
 		{"mem.idle_rss_kib", "idle RSS after start (VmRSS)", "KiB", Lower, 1.0},
+		{"mem.idle_anon_kib", "idle RSS, anonymous part (RssAnon)", "KiB", Lower, 0},
+		{"mem.idle_file_kib", "idle RSS, file-backed part (RssFile: executable, libraries)", "KiB", Lower, 0},
 		{"mem.peak_files_kib", "peak RSS over the file workloads (VmHWM)", "KiB", Lower, 0.5},
 		{"ping_seq.cpu_us", "agent CPU per ping, sequential", "µs", Lower, 0},
 		{"ping_pipe8.cpu_us", "agent CPU per ping, 8 in flight", "µs", Lower, 0},
@@ -311,6 +314,11 @@ func machine() Machine {
 				m.CPU = strings.TrimSpace(v)
 				break
 			}
+		}
+	}
+	if b, err := os.ReadFile("/proc/loadavg"); err == nil {
+		if f := strings.Fields(string(b)); len(f) >= 3 {
+			m.LoadAverage = strings.Join(f[:3], " ")
 		}
 	}
 	if b, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
