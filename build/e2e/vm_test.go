@@ -20,6 +20,9 @@ import (
 // bootTimeout is the watchdog of one guest: boot, every check, power off.
 const bootTimeout = 4 * time.Minute
 
+// checkTimeout bounds one check (the longest takes a few seconds).
+const checkTimeout = 90 * time.Second
+
 // powerOffBound is how long QEMU may take to exit by itself after the
 // agent accepted a shutdown or reboot request (issue 5).
 const powerOffBound = 30 * time.Second
@@ -183,7 +186,12 @@ func runBoot(ctx context.Context, t *testing.T, name string, m *machine, initrd,
 		t.Logf("boot to first ping: %s", time.Since(started).Round(10*time.Millisecond))
 
 		for _, c := range checks {
-			if !t.Run(c.name, func(t *testing.T) { c.run(ctx, t, m) }) && c.fatal {
+			// A bound per check, so that a lost reply fails that check
+			// instead of waiting for the watchdog.
+			cctx, cancel := context.WithTimeout(ctx, checkTimeout)
+			ok := t.Run(c.name, func(t *testing.T) { c.run(cctx, t, m) })
+			cancel()
+			if !ok && c.fatal {
 				t.FailNow()
 			}
 		}

@@ -1,9 +1,12 @@
 package vm_test
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -11,6 +14,7 @@ import (
 	"time"
 
 	"github.com/kvmmanager/guest-agent/build/initramfs"
+	"github.com/kvmmanager/guest-agent/build/iso"
 	"github.com/kvmmanager/guest-agent/build/testenv"
 	"github.com/kvmmanager/guest-agent/build/vm"
 )
@@ -185,5 +189,74 @@ func TestStartRejectsBadConfig(t *testing.T) {
 				t.Fatal(err)
 			}
 		})
+	}
+}
+
+// echoPort is a stand-in agent: it answers every line on the agent port
+// with the line prefixed by "guest:".
+const echoPort = `#!/bin/sh
+p=/dev/virtio-ports/org.kvmmanager.agent.0
+while true; do
+	exec 3<>"$p"
+	while read -r line <&3; do echo "guest:$line" >&3; done
+	exec 3<&-
+	sleep 0.2
+done
+`
+
+// TestAgentSocketReachesGuestPort boots the host's kernel with the test
+// initramfs and a CD holding a stand-in agent, and talks to it through the
+// unix socket: the virtio-serial port exists in the guest under its name,
+// on the socket given in Config.AgentSocket.
+func TestAgentSocketReachesGuestPort(t *testing.T) {
+	kernel := hostKernel(t)
+	release := strings.TrimPrefix(filepath.Base(kernel), "vmlinuz-")
+	testenv.NeedFile(t, "/lib/modules/"+release+"/modules.builtin")
+	testenv.NeedFile(t, "/bin/busybox")
+	dir := t.TempDir()
+	initrd := filepath.Join(dir, "initrd")
+	k := &initramfs.Kernel{Arch: "amd64", Release: release, Image: kernel, Modules: "/lib/modules/" + release}
+	if err := initramfs.Build(initrd, initramfs.Options{Arch: "amd64", Kernel: k, Busybox: "/bin/busybox"}); err != nil {
+		t.Fatal(err)
+	}
+	cd := filepath.Join(dir, "cd.iso")
+	entries := []iso.Entry{{Path: "linux-amd64/kvmmanager-agent", Data: []byte(echoPort)}, {Path: "config.json", Data: []byte("{}\n")}}
+	if err := iso.Write(cd, entries, iso.Options{Time: time.Unix(1700000000, 0)}); err != nil {
+		t.Fatal(err)
+	}
+	sock := filepath.Join(dir, "agent.sock")
+	m, err := vm.Start(context.Background(), vm.Config{
+		Arch: "amd64", Kernel: kernel, Initrd: initrd, CDROM: cd, AgentSocket: sock, NoReboot: true,
+		Append: "console=ttyS0 quiet panic=-1", Timeout: 3 * time.Minute,
+		ConsoleLog: filepath.Join(dir, "console.log"),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Kill()
+	conn, err := net.Dial("unix", sock) // Start returns once QEMU listens
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	r := bufio.NewReader(conn)
+	for {
+		// Lines sent before the guest opens the port may be lost; repeat.
+		if _, err := fmt.Fprintf(conn, "hello\n"); err != nil {
+			t.Fatal(err)
+		}
+		_ = conn.SetReadDeadline(time.Now().Add(time.Second))
+		line, err := r.ReadString('\n')
+		if err == nil {
+			if line != "guest:hello\n" {
+				t.Fatalf("guest answered %q, want %q", line, "guest:hello\n")
+			}
+			return
+		}
+		select {
+		case <-m.Done():
+			t.Fatalf("guest ended before answering: %v", m.Wait())
+		default:
+		}
 	}
 }
