@@ -32,12 +32,14 @@ type Kernel struct {
 	Modules string // its /lib/modules/<Release> directory
 }
 
-// DefaultCacheDir is where Fetch keeps packages unless told otherwise:
-// the user's cache directory, so that repeated runs download nothing.
+// DefaultCacheDir is where the fetch functions keep packages unless told
+// otherwise: the user's cache directory (so that repeated runs download
+// nothing), or the system temporary directory when there is none ($HOME
+// unset).
 func DefaultCacheDir() (string, error) {
 	d, err := os.UserCacheDir()
 	if err != nil {
-		return "", fmt.Errorf("user cache directory: %w", err)
+		d = os.TempDir()
 	}
 	return filepath.Join(d, "kvmmanager-guest-agent", "e2e"), nil
 }
