@@ -73,6 +73,7 @@ func (lr *lineReader) next() ([]byte, lineKind, error) {
 		case complete && len(lr.scratch) == 0:
 			return trimCR(chunk), lineComplete, nil // still in the read buffer: no copy
 		default:
+			lr.grow(len(chunk))
 			lr.scratch = append(lr.scratch, chunk...)
 			if complete {
 				return trimCR(lr.scratch), lineComplete, nil
@@ -90,6 +91,19 @@ func (lr *lineReader) next() ([]byte, lineKind, error) {
 			return nil, lineComplete, err
 		}
 	}
+}
+
+// grow makes room for n more bytes in the scratch buffer, doubling it but
+// never beyond the line limit.
+func (lr *lineReader) grow(n int) {
+	need := len(lr.scratch) + n
+	if need <= cap(lr.scratch) {
+		return
+	}
+	c := min(max(2*cap(lr.scratch), need, 4096), lr.max)
+	b := make([]byte, len(lr.scratch), c)
+	copy(b, lr.scratch)
+	lr.scratch = b
 }
 
 // release drops a scratch buffer that grew large for one long line, so that

@@ -157,6 +157,9 @@ func (s *Server) ServeConn(ctx context.Context, rw io.ReadWriter) error {
 		if h, ok := rw.(EOFHangup); ok && readErr == nil && h.EOFHangsUp() {
 			c.cancel()
 		}
+	case <-c.broken:
+		// A reply could not be written; the handlers are cancelled and
+		// reading has stopped (or ends when the caller closes rw).
 	case <-ctx.Done():
 		c.stopReading()
 		cancelled = true
@@ -198,6 +201,7 @@ type conn struct {
 	cancel context.CancelFunc
 	sem    chan struct{}
 	stop   chan struct{} // closed when reading stops
+	broken chan struct{} // closed when a write failed
 
 	mu       sync.Mutex // guards closing and wg.Add
 	closing  bool
@@ -219,6 +223,7 @@ func (s *Server) newConn(ctx context.Context, rw io.ReadWriter) *conn {
 		cancel: cancel,
 		sem:    make(chan struct{}, s.maxConc),
 		stop:   make(chan struct{}),
+		broken: make(chan struct{}),
 	}
 }
 
@@ -497,6 +502,7 @@ func (c *conn) write(line []byte) {
 		c.s.log.Debug("write failed, closing the connection", "err", err)
 		c.cancel()
 		c.stopReading()
+		close(c.broken)
 	}
 }
 
