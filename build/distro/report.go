@@ -140,6 +140,20 @@ func ParseJournal(s string) []JournalEntry {
 	return es
 }
 
+// SystemdUnits splits a unit-list property value of `systemctl show`
+// (WantedBy=, BindsTo=, ...) into unit names. systemctl quotes and
+// C-escapes names with special characters ("dev-virtio\\x2dports-...").
+func SystemdUnits(v string) []string {
+	var units []string
+	for _, w := range strings.Fields(v) {
+		if u, err := strconv.Unquote(w); err == nil {
+			w = u
+		}
+		units = append(units, w)
+	}
+	return units
+}
+
 // SystemdProperties parses `systemctl show -p A -p B` output.
 func SystemdProperties(s string) map[string]string {
 	m := map[string]string{}

@@ -63,6 +63,14 @@ func TestSystemdProperties(t *testing.T) {
 	}
 }
 
+func TestSystemdUnits(t *testing.T) {
+	got := distro.SystemdUnits(`"sys-devices-pci0000:00-virtio\\x2dports-vport2p1.device" multi-user.target`)
+	want := []string{`sys-devices-pci0000:00-virtio\x2dports-vport2p1.device`, "multi-user.target"}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("SystemdUnits = %q, want %q", got, want)
+	}
+}
+
 func TestCalmLog(t *testing.T) {
 	entry := func(at float64, msg string) distro.JournalEntry { return distro.JournalEntry{Time: at, Message: msg} }
 	tests := []struct {
