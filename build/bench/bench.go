@@ -41,6 +41,7 @@ type Options struct {
 	QemuGA string    // qemu-ga executable; default "qemu-ga" on PATH, else /usr/sbin/qemu-ga
 	Agent  string    // prebuilt agent executable; "" builds it as shipped
 	Only   []string  // run only these workloads (for profiling); nil runs all
+	Place  Placement // CPU placement of client and agents; default PlaceSame
 	Out    io.Writer // progress; nil discards
 }
 
@@ -229,6 +230,27 @@ func runAgents(ctx context.Context, opts Options, rep *Report, work, agentBin, q
 		}
 	}()
 
+	clientCPU, agentCPU, err := opts.Place.cpus()
+	if err != nil {
+		return err
+	}
+	if agentCPU >= 0 {
+		for _, p := range []*process{oursProc, qgaProc} {
+			if err := pinProcess(p.pid(), agentCPU); err != nil {
+				return err
+			}
+		}
+		// The measuring goroutine keeps this thread, bound to the client's
+		// CPU, until the agents are done; the pipelined writer goroutine
+		// and the Go runtime's own threads stay unbound.
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+		if err := pinThread(clientCPU); err != nil {
+			return err
+		}
+		defer unpinThread()
+		rep.Notes = append(rep.Notes, fmt.Sprintf("placement %s: client on CPU %d, both agents on CPU %d", placeName(opts.Place), clientCPU, agentCPU))
+	}
 	dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	oursConn, err := dial(dctx, oursSock, oursCodec{})
@@ -330,7 +352,12 @@ func runAgents(ctx context.Context, opts Options, rep *Report, work, agentBin, q
 	}
 
 	// Executables on disk.
-	for i, path := range []string{agentBin, qga} {
+	for i, t := range targets {
+		// What actually runs (the agent may have been given as a wrapper).
+		path, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", t.proc.pid()))
+		if err != nil {
+			return fmt.Errorf("resolve the executable of %s: %w", t.name, err)
+		}
 		bi, err := inspectBinary(path)
 		if err != nil {
 			return err
