@@ -12,7 +12,8 @@ import (
 
 // Bench benchmarks the agent side by side with qemu-ga and writes dist/bench/report.{md,json}.
 // BENCH_SMOKE=1 runs a few hundred operations only (CI); BENCH_BUILD=0 skips the build figures,
-// BENCH_MICRO=0 the Go micro-benchmarks; BENCH_ROUNDS=N sets the rounds (at least 5).
+// BENCH_MICRO=0 the Go micro-benchmarks; BENCH_ROUNDS=N sets the rounds (at least 5);
+// BENCH_PLACE=same|split|free sets the CPU placement (default same: client and agents on CPU 0).
 func Bench(ctx context.Context) error {
 	wd, err := os.Getwd()
 	if err != nil {
@@ -30,6 +31,7 @@ func Bench(ctx context.Context) error {
 		Rounds: rounds,
 		Build:  os.Getenv("BENCH_BUILD") != "0",
 		Micro:  os.Getenv("BENCH_MICRO") != "0",
+		Place:  bench.Placement(os.Getenv("BENCH_PLACE")),
 		Out:    os.Stdout,
 	})
 	if err != nil {

@@ -44,22 +44,18 @@ func (p Placement) cpus() (client, agents int, err error) {
 	return 0, 0, fmt.Errorf("unknown placement %q (want split, same or free)", p)
 }
 
-// pinThread binds the calling OS thread to cpu. The caller must hold it
-// with runtime.LockOSThread.
-func pinThread(cpu int) error {
-	var set unix.CPUSet
-	set.Set(cpu)
-	if err := unix.SchedSetaffinity(0, &set); err != nil {
-		return fmt.Errorf("bind the client to CPU %d: %w", cpu, err)
-	}
-	return nil
-}
-
 // pinProcess binds every thread of process pid to cpu; threads it creates
 // later inherit the binding.
 func pinProcess(pid, cpu int) error {
 	var set unix.CPUSet
 	set.Set(cpu)
+	if err := setProcessAffinity(pid, &set); err != nil {
+		return fmt.Errorf("bind process %d to CPU %d: %w", pid, cpu, err)
+	}
+	return nil
+}
+
+func setProcessAffinity(pid int, set *unix.CPUSet) error {
 	dir := fmt.Sprintf("/proc/%d/task", pid)
 	tasks, err := os.ReadDir(dir)
 	if err != nil {
@@ -70,9 +66,20 @@ func pinProcess(pid, cpu int) error {
 		if err != nil {
 			continue
 		}
-		if err := unix.SchedSetaffinity(tid, &set); err != nil && err != unix.ESRCH {
-			return fmt.Errorf("bind thread %d of process %d to CPU %d: %w", tid, pid, cpu, err)
+		if err := unix.SchedSetaffinity(tid, set); err != nil && err != unix.ESRCH {
+			return fmt.Errorf("thread %d: %w", tid, err)
 		}
+	}
+	return nil
+}
+
+// pinThread binds the calling OS thread to cpu; the caller holds it with
+// runtime.LockOSThread.
+func pinThread(cpu int) error {
+	var set unix.CPUSet
+	set.Set(cpu)
+	if err := unix.SchedSetaffinity(0, &set); err != nil {
+		return fmt.Errorf("bind the client to CPU %d: %w", cpu, err)
 	}
 	return nil
 }

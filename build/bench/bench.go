@@ -35,7 +35,7 @@ type Options struct {
 	Root   string    // module root
 	Dist   string    // output root; the reports go to Dist/bench
 	Smoke  bool      // a few hundred operations, no build figures, no micro-benchmarks (CI)
-	Rounds int       // rounds per workload and agent; default 5, never fewer
+	Rounds int       // rounds per workload and agent; default DefaultRounds, never fewer than MinRounds
 	Build  bool      // measure the build figures (slow: a cold build from an empty cache)
 	Micro  bool      // run the agent's Go micro-benchmarks
 	QemuGA string    // qemu-ga executable; default "qemu-ga" on PATH, else /usr/sbin/qemu-ga
@@ -48,11 +48,17 @@ type Options struct {
 // MinRounds is the least number of rounds a figure's median is taken over.
 const MinRounds = 5
 
+// DefaultRounds is the number of rounds when Options.Rounds is 0.
+const DefaultRounds = 7
+
 // Run builds the agent, benchmarks it against qemu-ga and writes
 // Dist/bench/report.md and Dist/bench/report.json. It returns the report.
 func Run(ctx context.Context, opts Options) (*Report, error) {
 	if opts.Out == nil {
 		opts.Out = io.Discard
+	}
+	if opts.Rounds == 0 {
+		opts.Rounds = DefaultRounds
 	}
 	opts.Rounds = max(opts.Rounds, MinRounds)
 	root, err := filepath.Abs(opts.Root)
@@ -241,8 +247,10 @@ func runAgents(ctx context.Context, opts Options, rep *Report, work, agentBin, q
 			}
 		}
 		// The measuring goroutine keeps this thread, bound to the client's
-		// CPU, until the agents are done; the pipelined writer goroutine
-		// and the Go runtime's own threads stay unbound.
+		// CPU, until the agents are done. The client's other threads (Go
+		// runtime, the pipelined workload's writer) stay unbound: binding
+		// them too lets the client runtime's background work preempt the
+		// agents and lengthens qemu-ga's tail several-fold.
 		runtime.LockOSThread()
 		defer runtime.UnlockOSThread()
 		if err := pinThread(clientCPU); err != nil {
