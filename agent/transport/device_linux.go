@@ -1,0 +1,139 @@
+package transport
+
+import (
+	"errors"
+	"fmt"
+
+	"golang.org/x/sys/unix"
+)
+
+// fdPort is a virtio-serial port file descriptor in non-blocking mode, with
+// an eventfd to interrupt a wait for input.
+type fdPort struct {
+	fd, efd int
+}
+
+func openFDPort(path string) (port, error) {
+	fd, err := unix.Open(path, unix.O_RDWR|unix.O_NONBLOCK|unix.O_CLOEXEC|unix.O_NOCTTY, 0)
+	if err != nil {
+		return nil, err // EBUSY: another process holds the port
+	}
+	p, err := newFDPort(fd)
+	if err != nil {
+		unix.Close(fd)
+		return nil, err
+	}
+	return p, nil
+}
+
+// newFDPort takes ownership of fd, which must be non-blocking.
+func newFDPort(fd int) (*fdPort, error) {
+	efd, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
+	if err != nil {
+		return nil, fmt.Errorf("eventfd: %w", err)
+	}
+	return &fdPort{fd: fd, efd: efd}, nil
+}
+
+func (p *fdPort) Read(b []byte) (int, error) {
+	for {
+		n, err := unix.Read(p.fd, b)
+		switch {
+		case err == unix.EINTR:
+			continue
+		case err == unix.EAGAIN:
+			return 0, errWouldBlock
+		case err != nil:
+			return 0, fmt.Errorf("read port: %w", err)
+		}
+		return n, nil
+	}
+}
+
+func (p *fdPort) Write(b []byte) (int, error) {
+	for {
+		n, err := unix.Write(p.fd, b)
+		switch {
+		case err == unix.EINTR:
+			continue
+		case err == unix.EAGAIN:
+			return 0, errWouldBlock
+		case err != nil:
+			return 0, fmt.Errorf("write port: %w", err)
+		}
+		return n, nil
+	}
+}
+
+// poll waits for events on fds, retrying on EINTR.
+func poll(fds []unix.PollFd, timeout int) error {
+	for {
+		_, err := unix.Poll(fds, timeout)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("poll port: %w", err)
+		}
+		return nil
+	}
+}
+
+func (p *fdPort) WaitRead() error {
+	fds := []unix.PollFd{{Fd: int32(p.fd), Events: unix.POLLIN}, {Fd: int32(p.efd), Events: unix.POLLIN}}
+	if err := poll(fds, -1); err != nil {
+		return err
+	}
+	if fds[1].Revents&unix.POLLIN != 0 {
+		return errInterrupted
+	}
+	if fds[0].Revents&unix.POLLNVAL != 0 {
+		return errors.New("poll port: invalid file descriptor")
+	}
+	return nil
+}
+
+func (p *fdPort) WaitWrite() (hup bool, err error) {
+	fds := []unix.PollFd{{Fd: int32(p.fd), Events: unix.POLLOUT}}
+	if err := poll(fds, -1); err != nil {
+		return false, err
+	}
+	switch r := fds[0].Revents; {
+	case r&unix.POLLNVAL != 0:
+		return false, errors.New("poll port: invalid file descriptor")
+	case r&unix.POLLHUP != 0:
+		return true, nil
+	case r&unix.POLLERR != 0:
+		return false, errors.New("poll port: error condition")
+	}
+	return false, nil
+}
+
+func (p *fdPort) HostConnected() (bool, error) {
+	fds := []unix.PollFd{{Fd: int32(p.fd), Events: unix.POLLIN}}
+	if err := poll(fds, 0); err != nil {
+		return false, err
+	}
+	if fds[0].Revents&unix.POLLNVAL != 0 {
+		return false, errors.New("poll port: invalid file descriptor")
+	}
+	return fds[0].Revents&unix.POLLHUP == 0, nil
+}
+
+func (p *fdPort) Interrupt() {
+	one := [8]byte{1}
+	_, _ = unix.Write(p.efd, one[:])
+}
+
+func (p *fdPort) ClearInterrupt() {
+	var b [8]byte
+	_, _ = unix.Read(p.efd, b[:])
+}
+
+func (p *fdPort) Close() error {
+	unix.Close(p.efd)
+	if err := unix.Close(p.fd); err != nil {
+		return fmt.Errorf("close port: %w", err)
+	}
+	return nil
+}
