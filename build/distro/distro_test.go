@@ -392,13 +392,8 @@ func scenarioOpenRC(t *testing.T, e *env) {
 	d := g.rebootThroughAgent()
 	t.Logf("reboot to first answer: %s", d.Round(100*time.Millisecond))
 	checkOpenRC("after the reboot", 2)
-	r, err := distro.ReadReport(g.report)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !r.Has("admin-done boot=2") {
-		t.Errorf("the admin did not report the second boot (lines %q)", r.Lines)
-	}
+	// The admin runs after the runlevel's services, so after the agent.
+	r := g.waitReport("the admin at the second boot", 2*time.Minute, func(r distro.Report) bool { return r.Has("admin-done boot=2") })
 	installs := 0
 	for _, s := range r.Sections {
 		if s.Name == "install" {
