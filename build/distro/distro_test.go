@@ -287,6 +287,10 @@ func checkUdevActivation(t *testing.T, g *guest) {
 	if b := distro.SystemdUnits(p["BindsTo"]); len(b) != 1 || b[0] != agentUnitDevice {
 		t.Errorf("kvmmanager-agent BindsTo=%q, want %s", b, agentUnitDevice)
 	}
+	// systemd-udevd names a rule file it cannot parse in its log.
+	if s := g.output("journalctl -b -u systemd-udevd --no-pager -o cat | grep -i kvmmanager"); s != "" {
+		t.Errorf("systemd-udevd logged about the agent's rule:\n%s", s)
+	}
 	if p["NRestarts"] != "0" {
 		t.Errorf("kvmmanager-agent NRestarts=%s", p["NRestarts"])
 	}
