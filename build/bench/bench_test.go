@@ -254,3 +254,31 @@ func TestRawParams(t *testing.T) {
 		t.Fatalf("= %q, %v; want %q", got, err, want)
 	}
 }
+
+func TestBuildFigures(t *testing.T) {
+	tests := []struct {
+		name                string
+		runs                buildRuns
+		noopMet, rebuildMet bool
+	}{
+		{"both met", buildRuns{cold: []float64{100}, warm: []float64{3}, noop: []float64{0.3, 0.2, 0.4}, rebuild: []float64{1.2, 1.3, 1.25}, bare: []float64{1, 1, 1}}, true, true},
+		{"both missed", buildRuns{noop: []float64{0.6, 0.7, 0.5}, rebuild: []float64{3.2, 3.3, 3.1}, bare: []float64{1, 1.1, 0.9}}, false, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			figs := map[string]BuildFigure{}
+			for _, f := range buildFigures(tt.runs) {
+				figs[f.Key] = f
+			}
+			if f := figs["iso_noop"]; f.Met == nil || *f.Met != tt.noopMet {
+				t.Errorf("no-op %+v: met %v, want %v", f, f.Met, tt.noopMet)
+			}
+			if f := figs["iso_rebuild"]; f.Met == nil || *f.Met != tt.rebuildMet || !strings.Contains(f.Goal, "1.3×") {
+				t.Errorf("rebuild %+v: met %v, want %v", f, f.Met, tt.rebuildMet)
+			}
+		})
+	}
+	if got := buildFigures(buildRuns{cold: []float64{90}}); len(got) != 1 || got[0].Key != "iso_cold" || got[0].Seconds != 90 {
+		t.Errorf("an interrupted measurement keeps what it has: %+v", got)
+	}
+}
