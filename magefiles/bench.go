@@ -11,7 +11,7 @@ import (
 )
 
 // Bench benchmarks the agent side by side with qemu-ga and writes dist/bench/report.{md,json}.
-// BENCH_SMOKE=1 runs a few hundred operations only (CI); BENCH_BUILD=0 skips the build figures,
+// BENCH_SMOKE=1 runs a few hundred operations only (CI) into dist/bench/report-smoke.*; BENCH_BUILD=0 skips the build figures,
 // BENCH_MICRO=0 the Go micro-benchmarks; BENCH_ROUNDS=N sets the rounds (at least 5);
 // BENCH_PLACE=same|split|free sets the CPU placement (default same: client and agents on CPU 0).
 func Bench(ctx context.Context) error {
@@ -37,6 +37,10 @@ func Bench(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	fmt.Printf("\n%s\nwrote dist/bench/report.md and dist/bench/report.json\n", rep.Table())
+	name := "report"
+	if rep.Smoke {
+		name = "report-smoke"
+	}
+	fmt.Printf("\n%s\nwrote dist/bench/%s.md and dist/bench/%s.json\n", rep.Table(), name, name)
 	return nil
 }

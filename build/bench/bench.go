@@ -52,13 +52,18 @@ const MinRounds = 5
 const DefaultRounds = 7
 
 // Run builds the agent, benchmarks it against qemu-ga and writes
-// Dist/bench/report.md and Dist/bench/report.json. It returns the report.
+// Dist/bench/report.md and Dist/bench/report.json (report-smoke.* for a
+// smoke run, so that it never replaces a real report). It returns the
+// report.
 func Run(ctx context.Context, opts Options) (*Report, error) {
 	if opts.Out == nil {
 		opts.Out = io.Discard
 	}
 	if opts.Rounds == 0 {
 		opts.Rounds = DefaultRounds
+		if opts.Smoke {
+			opts.Rounds = MinRounds
+		}
 	}
 	opts.Rounds = max(opts.Rounds, MinRounds)
 	root, err := filepath.Abs(opts.Root)
@@ -105,10 +110,18 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 			rep.Notes = append(rep.Notes, "build figures incomplete: "+err.Error())
 		}
 	}
-	if err := rep.write(filepath.Join(opts.Dist, "bench")); err != nil {
+	if err := rep.write(filepath.Join(opts.Dist, "bench"), reportName(opts.Smoke)); err != nil {
 		return rep, err
 	}
 	return rep, nil
+}
+
+// reportName is the base name of the report files.
+func reportName(smoke bool) string {
+	if smoke {
+		return "report-smoke"
+	}
+	return "report"
 }
 
 func findQemuGA(path string) (string, error) {

@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"encoding/json"
 	"errors"
 	"math"
 	"strings"
@@ -161,9 +162,12 @@ func TestFiguresGoals(t *testing.T) {
 		met   bool
 	}{{"ping_seq.rps", 3.02, true}, {"exec.p50_us", 0.667, false}, {"mem.idle_rss_kib", 1, true}} {
 		f := got[tt.key]
-		if math.Abs(f.Ratio-tt.ratio) > 0.001 || f.Met == nil || *f.Met != tt.met {
+		if math.Abs(float64(f.Ratio)-tt.ratio) > 0.001 || f.Met == nil || *f.Met != tt.met {
 			t.Errorf("%s: ratio %v met %v; want %v %v", tt.key, f.Ratio, f.Met, tt.ratio, tt.met)
 		}
+	}
+	if b, err := json.Marshal(Figure{Ratio: ratio(1, 0)}); err != nil || !strings.Contains(string(b), `"ratio":null`) {
+		t.Errorf("an infinite ratio encodes as %s, %v; want null", b, err)
 	}
 	rep := Report{Figures: figures(values, "10 MiB")}
 	table := rep.Table()

@@ -57,7 +57,7 @@ type Figure struct {
 	Better       Better    `json:"better"`
 	Ours         float64   `json:"ours"`
 	QemuGA       float64   `json:"qemu_ga"`
-	Ratio        float64   `json:"ratio"`
+	Ratio        Ratio     `json:"ratio"` // null when undefined (qemu-ga's value is 0)
 	GoalRatio    float64   `json:"goal_ratio,omitempty"`
 	Met          *bool     `json:"met,omitempty"`
 	OursRounds   []float64 `json:"ours_rounds"`
@@ -126,9 +126,9 @@ func figures(values [2]map[string][]float64, size string) []Figure {
 		f.Ours, f.QemuGA = median(f.OursRounds), median(f.QemuGARounds)
 		f.Ratio = ratio(f.Ours, f.QemuGA)
 		if d.goal != 0 {
-			met := f.Ratio >= d.goal
+			met := float64(f.Ratio) >= d.goal
 			if d.better == Lower {
-				met = f.Ratio <= d.goal
+				met = float64(f.Ratio) <= d.goal
 			}
 			f.Met = &met
 		}
@@ -137,15 +137,26 @@ func figures(values [2]map[string][]float64, size string) []Figure {
 	return out
 }
 
+// Ratio is ours/qemu-ga; it is encoded as null when not finite.
+type Ratio float64
+
+// MarshalJSON encodes a finite ratio as a number and any other as null.
+func (r Ratio) MarshalJSON() ([]byte, error) {
+	if math.IsInf(float64(r), 0) || math.IsNaN(float64(r)) {
+		return []byte("null"), nil
+	}
+	return json.Marshal(float64(r))
+}
+
 // ratio is ours/theirs; 0/0 is 1 (equal), x/0 is +Inf.
-func ratio(ours, theirs float64) float64 {
+func ratio(ours, theirs float64) Ratio {
 	switch {
 	case theirs != 0:
-		return ours / theirs
+		return Ratio(ours / theirs)
 	case ours == 0:
 		return 1
 	default:
-		return math.Inf(1)
+		return Ratio(math.Inf(1))
 	}
 }
 
@@ -186,7 +197,7 @@ var methodNotes = []string{
 	"Executables: ours is the shipped static build (CGO_ENABLED=0, -trimpath, -s -w); shared libraries are resolved from ELF DT_NEEDED without running the binary.",
 }
 
-func (r *Report) write(dir string) error {
+func (r *Report) write(dir, name string) error {
 	r.Method = methodNotes
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("create %s: %w", dir, err)
@@ -195,11 +206,11 @@ func (r *Report) write(dir string) error {
 	if err != nil {
 		return fmt.Errorf("encode report: %w", err)
 	}
-	jsPath := filepath.Join(dir, "report.json")
+	jsPath := filepath.Join(dir, name+".json")
 	if err := os.WriteFile(jsPath, append(js, '\n'), 0o644); err != nil {
 		return fmt.Errorf("write %s: %w", jsPath, err)
 	}
-	mdPath := filepath.Join(dir, "report.md")
+	mdPath := filepath.Join(dir, name+".md")
 	if err := os.WriteFile(mdPath, []byte(r.Markdown()), 0o644); err != nil {
 		return fmt.Errorf("write %s: %w", mdPath, err)
 	}
@@ -274,7 +285,8 @@ func formatNum(v float64) string {
 	}
 }
 
-func formatRatio(v float64) string {
+func formatRatio(r Ratio) string {
+	v := float64(r)
 	if math.IsInf(v, 0) {
 		return "∞"
 	}
