@@ -1,6 +1,7 @@
 package methods
 
 import (
+	"bytes"
 	"context"
 	"encoding/base64"
 	"encoding/json"
@@ -8,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"math"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -20,6 +22,7 @@ import (
 
 	"github.com/kvmmanager/guest-agent/agent/policy"
 	"github.com/kvmmanager/guest-agent/agent/protocol"
+	"github.com/kvmmanager/guest-agent/agent/server"
 )
 
 // Errors of the file methods, mapped to protocol codes by fileError.
@@ -74,6 +77,7 @@ func (s *Service) fileRead(_ context.Context, params json.RawMessage) (any, erro
 		return nil, err
 	}
 	res := protocol.FileReadResult{Encoding: enc}
+	var raw server.RawResult
 	err = s.read.Do(p.Path, func(root *os.Root, name string) error {
 		// Stat first: opening a FIFO would block and opening a device can
 		// have side effects, so only regular files are opened.
@@ -99,11 +103,18 @@ func (s *Service) fileRead(_ context.Context, params json.RawMessage) (any, erro
 		if err != nil {
 			return err
 		}
+		if enc == protocol.EncodingBase64 {
+			raw, err = readBase64Result(r, fi.Size(), s.cfg.MaxFileSizeBytes)
+			return err
+		}
 		res.Content, res.SizeBytes, err = readContent(r, fi.Size(), s.cfg.MaxFileSizeBytes, enc)
 		return err
 	})
 	if err != nil {
 		return nil, fileError(p.Path, err)
+	}
+	if raw != nil {
+		return raw, nil
 	}
 	return res, nil
 }
@@ -151,6 +162,43 @@ func readContent(f io.Reader, sizeHint, max int64, enc string) (string, int64, e
 		return "", 0, errNotUTF8
 	}
 	return out, lr.n, nil
+}
+
+// readChunk is how much of a file is read and encoded at a time: a multiple
+// of 3, so that base64 padding can only come at the very end.
+const readChunk = 48 << 10
+
+// readBase64Result reads at most max bytes of f and returns the whole
+// file_read result, protocol.FileReadResult as JSON with base64 content,
+// built in one buffer of the exact size: base64 needs no JSON escaping, so
+// the server sends it as it is instead of re-encoding a multi-megabyte
+// string, and only this one copy of the content is ever held.
+func readBase64Result(f io.Reader, sizeHint, limit int64) (server.RawResult, error) {
+	const head = `{"content":"`
+	grow := max(sizeHint, 4096)
+	out := make([]byte, 0, len(head)+base64.StdEncoding.EncodedLen(int(grow))+64)
+	out = append(out, head...)
+	buf := make([]byte, readChunk)
+	lr := io.LimitReader(f, limit+1)
+	var n int64
+	for {
+		m, err := io.ReadFull(lr, buf)
+		out = base64.StdEncoding.AppendEncode(out, buf[:m])
+		n += int64(m)
+		if err == io.EOF || err == io.ErrUnexpectedEOF {
+			break
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	if n > limit {
+		return nil, &tooLargeError{size: -1, max: limit}
+	}
+	out = append(out, `","size_bytes":`...)
+	out = strconv.AppendInt(out, n, 10)
+	out = append(out, `,"encoding":"base64"}`...)
+	return out, nil
 }
 
 // nonblockReader reads a file opened with O_NONBLOCK without ever waiting:
@@ -219,7 +267,8 @@ const defaultFilePerm = 0o644
 // a temporary file next to the target and rename it over the target.
 func (s *Service) fileWrite(_ context.Context, params json.RawMessage) (any, error) {
 	var p protocol.FileWriteParams
-	if err := decodeParams(params, &p); err != nil {
+	raw, err := decodeWriteParams(params, &p, &p.Content)
+	if err != nil {
 		return nil, err
 	}
 	if p.Path == "" {
@@ -228,6 +277,16 @@ func (s *Service) fileWrite(_ context.Context, params json.RawMessage) (any, err
 	enc, err := checkEncoding(p.Encoding)
 	if err != nil {
 		return nil, err
+	}
+	if raw != nil && enc == protocol.EncodingUTF8 {
+		// Text is used as a Go string; invalid UTF-8 is replaced the
+		// way encoding/json does it.
+		if utf8.Valid(raw) {
+			p.Content = string(raw)
+		} else if err := json.Unmarshal(append(append([]byte{'"'}, raw...), '"'), &p.Content); err != nil {
+			return nil, invalidParams(`"content": %v`, err)
+		}
+		raw = nil
 	}
 	var perm os.FileMode
 	if p.Permissions != "" {
@@ -241,7 +300,11 @@ func (s *Service) fileWrite(_ context.Context, params json.RawMessage) (any, err
 	// 1. Decode (validate) and size-check, before anything touches the disk.
 	size := int64(len(p.Content))
 	if enc == protocol.EncodingBase64 {
-		if size, err = decodedSize(p.Content, s.cfg.MaxFileSizeBytes); err != nil {
+		if raw == nil {
+			raw = []byte(p.Content)
+			p.Content = ""
+		}
+		if size, err = decodedSize(raw, s.cfg.MaxFileSizeBytes); err != nil {
 			return nil, fileError(p.Path, err)
 		}
 	}
@@ -257,7 +320,7 @@ func (s *Service) fileWrite(_ context.Context, params json.RawMessage) (any, err
 
 	// 2. Path policy; 3. directories, temporary file, rename.
 	err = s.write.Do(p.Path, func(root *os.Root, name string) error {
-		return s.writeInRoot(root, name, p, enc, perm)
+		return s.writeInRoot(root, name, p, raw, enc, perm)
 	})
 	if err != nil {
 		return nil, fileError(p.Path, err)
@@ -265,22 +328,71 @@ func (s *Service) fileWrite(_ context.Context, params json.RawMessage) (any, err
 	return protocol.FileWriteResult{BytesWritten: size, Path: p.Path}, nil
 }
 
-// decodedSize validates base64 content without holding the decoded bytes
-// and returns their length; it stops early past max.
-func decodedSize(content string, max int64) (int64, error) {
-	n, err := io.Copy(io.Discard, io.LimitReader(base64.NewDecoder(base64Enc, strings.NewReader(content)), max+1))
-	if err != nil {
-		return 0, fmt.Errorf("%w: %v", errBadBase64, err)
+// decodeChunk is how much base64 is decoded at a time: a multiple of 4, so
+// that only the last chunk may carry padding.
+const decodeChunk = 64 << 10
+
+// decodeBase64 decodes src chunk by chunk into a small buffer and passes
+// each decoded chunk to sink (nil: validate only); it stops early once more
+// than max bytes came out. It returns the decoded size.
+func decodeBase64(src []byte, max int64, sink func([]byte) error) (int64, error) {
+	buf := make([]byte, base64Enc.DecodedLen(decodeChunk))
+	var n int64
+	emit := func(b []byte) error {
+		n += int64(len(b))
+		if n > max {
+			return &tooLargeError{size: -1, max: max}
+		}
+		if sink != nil {
+			return sink(b)
+		}
+		return nil
 	}
-	if n > max {
-		return 0, &tooLargeError{size: -1, max: max}
+	if bytes.IndexByte(src, '\n') >= 0 || bytes.IndexByte(src, '\r') >= 0 {
+		// Line breaks (which base64 decoding ignores) would shift the
+		// 4-byte quanta across chunks: take the streaming decoder.
+		r := base64.NewDecoder(base64Enc, bytes.NewReader(src))
+		for {
+			m, err := io.ReadFull(r, buf)
+			if m > 0 {
+				if err := emit(buf[:m]); err != nil {
+					return 0, err
+				}
+			}
+			if err == io.EOF || err == io.ErrUnexpectedEOF {
+				return n, nil
+			}
+			if err != nil {
+				return 0, fmt.Errorf("%w: %v", errBadBase64, err)
+			}
+		}
+	}
+	for len(src) > 0 {
+		chunk := src[:min(decodeChunk, len(src))]
+		src = src[len(chunk):]
+		if len(src) > 0 && bytes.IndexByte(chunk[len(chunk)-2:], '=') >= 0 {
+			return 0, fmt.Errorf("%w: padding before the end", errBadBase64)
+		}
+		m, err := base64Enc.Decode(buf, chunk)
+		if err != nil {
+			return 0, fmt.Errorf("%w: %v", errBadBase64, err)
+		}
+		if err := emit(buf[:m]); err != nil {
+			return 0, err
+		}
 	}
 	return n, nil
 }
 
+// decodedSize validates base64 content without holding the decoded bytes
+// and returns their length; it stops early past max.
+func decodedSize(content []byte, max int64) (int64, error) {
+	return decodeBase64(content, max, nil)
+}
+
 var errBadBase64 = errors.New("content is not valid base64")
 
-func (s *Service) writeInRoot(root *os.Root, name string, p protocol.FileWriteParams, enc string, perm os.FileMode) error {
+func (s *Service) writeInRoot(root *os.Root, name string, p protocol.FileWriteParams, raw []byte, enc string, perm os.FileMode) error {
 	if name == "." {
 		return fmt.Errorf("%w (directory)", errNotRegular)
 	}
@@ -329,7 +441,10 @@ func (s *Service) writeInRoot(root *os.Root, name string, p protocol.FileWritePa
 		}
 	}()
 	if enc == protocol.EncodingBase64 {
-		_, err = io.Copy(f, base64.NewDecoder(base64Enc, strings.NewReader(p.Content)))
+		_, err = decodeBase64(raw, math.MaxInt64, func(b []byte) error {
+			_, err := f.Write(b)
+			return err
+		})
 	} else {
 		_, err = io.WriteString(f, p.Content)
 	}

@@ -43,7 +43,10 @@ var nullID = []byte("null")
 // an internal error.
 func (b *encBuf) appendResponse(id []byte, result any, perr *protocol.Error) {
 	start := b.Len()
-	if perr == nil {
+	if raw, ok := result.(RawResult); ok && perr == nil {
+		b.WriteString(`{"jsonrpc":"2.0","result":`)
+		b.Write(raw)
+	} else if perr == nil {
 		b.WriteString(`{"jsonrpc":"2.0","result":`)
 		if err := b.enc.Encode(result); err != nil {
 			b.Truncate(start)
@@ -67,4 +70,33 @@ func (b *encBuf) appendResponse(id []byte, result any, perr *protocol.Error) {
 	}
 	b.Write(id)
 	b.WriteByte('}')
+}
+
+// RawResult is a result a handler has already encoded as JSON: it is sent as
+// it is, neither scanned nor re-encoded (a json.RawMessage would be
+// validated and compacted, a pass over every byte). The handler vouches
+// that it is one valid JSON value without a newline. file_read uses it for
+// megabytes of base64.
+type RawResult []byte
+
+// MarshalJSON returns r itself, so that encoding/json (in a batch, in tests)
+// embeds it as the JSON it is.
+func (r RawResult) MarshalJSON() ([]byte, error) { return r, nil }
+
+// rawResultInline is the size up to which a RawResult is
+// copied into the response buffer; a larger one (a file_read) is written
+// from where it is, between the response's head and tail.
+const rawResultInline = maxPooledBuffer
+
+// responseParts returns the head and tail around a large raw result:
+// {"jsonrpc":"2.0","result": RAW ,"id":ID}\n
+func responseParts(id []byte) (head, tail []byte) {
+	if id == nil {
+		id = nullID
+	}
+	tail = make([]byte, 0, len(id)+8)
+	tail = append(tail, `,"id":`...)
+	tail = append(tail, id...)
+	tail = append(tail, "}\n"...)
+	return []byte(`{"jsonrpc":"2.0","result":`), tail
 }

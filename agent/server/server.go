@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"runtime/debug"
 	"sync"
 	"time"
@@ -412,7 +413,10 @@ func (cl *call) run() {
 		cl.b.finish(cl, result, perr)
 		return
 	}
-	if !cl.notify {
+	if raw, ok := result.(RawResult); ok && !cl.notify && perr == nil && len(raw) > rawResultInline {
+		head, tail := responseParts(cl.id)
+		c.write(head, raw, tail)
+	} else if !cl.notify {
 		buf := getBuf()
 		buf.appendResponse(cl.id, result, perr)
 		buf.WriteByte('\n')
@@ -491,13 +495,20 @@ func (c *conn) reply(id []byte, perr *protocol.Error) {
 
 // write sends one whole line. After a write error the connection is broken:
 // later lines are dropped, reading stops and the handlers are cancelled.
-func (c *conn) write(line []byte) {
+func (c *conn) write(parts ...[]byte) {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
 	if c.werr != nil {
 		return
 	}
-	if _, err := c.rw.Write(line); err != nil {
+	var err error
+	if len(parts) == 1 {
+		_, err = c.rw.Write(parts[0])
+	} else {
+		bufs := net.Buffers(parts) // one writev where rw supports it
+		_, err = bufs.WriteTo(c.rw)
+	}
+	if err != nil {
 		c.werr = err
 		c.s.log.Debug("write failed, closing the connection", "err", err)
 		c.cancel()
