@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"os"
 	"path/filepath"
 	"runtime"
 	"strconv"
@@ -67,7 +66,7 @@ func (s *Service) systemInfo(_ context.Context, params json.RawMessage) (any, er
 // reported as "Linux" with an empty version.
 func (s *Service) osRelease() (name, ver string) {
 	for _, p := range []string{"/etc/os-release", "/usr/lib/os-release"} {
-		data, err := os.ReadFile(s.hostPath(p))
+		data, err := readSmallFile(s.hostPath(p))
 		if err != nil {
 			if !errors.Is(err, fs.ErrNotExist) {
 				s.log.Warn("cannot read os-release", "path", p, "err", err)
@@ -129,7 +128,7 @@ func unquoteShell(v string) string {
 // onlineCPUs counts the CPUs in /sys/devices/system/cpu/online ("0-3,6,8-9").
 func (s *Service) onlineCPUs() (int, error) {
 	p := s.hostPath("/sys/devices/system/cpu/online")
-	data, err := os.ReadFile(p)
+	data, err := readSmallFile(p)
 	if err != nil {
 		return 0, fmt.Errorf("read %s: %w", p, err)
 	}
@@ -162,10 +161,19 @@ func countCPUList(list string) (int, error) {
 	return n, nil
 }
 
-// memTotalKB returns MemTotal from /proc/meminfo, in kB exactly as listed.
+// memTotalKB returns MemTotal in kB. On the real machine it comes from
+// sysinfo(2), whose totalram is the same page count /proc/meminfo prints as
+// MemTotal: one system call instead of having the kernel format all of
+// meminfo (about 20 µs). A fake host root (tests) is read from its file.
 func (s *Service) memTotalKB() (uint64, error) {
+	if s.hostRoot == "/" {
+		var si unix.Sysinfo_t
+		if err := unix.Sysinfo(&si); err == nil {
+			return uint64(si.Totalram) * uint64(si.Unit) / 1024, nil
+		}
+	}
 	p := s.hostPath("/proc/meminfo")
-	data, err := os.ReadFile(p)
+	data, err := readSmallFile(p)
 	if err != nil {
 		return 0, fmt.Errorf("read %s: %w", p, err)
 	}
@@ -190,7 +198,7 @@ func (s *Service) memTotalKB() (uint64, error) {
 // uptimeSeconds returns the whole seconds of the first field of /proc/uptime.
 func (s *Service) uptimeSeconds() (uint64, error) {
 	p := s.hostPath("/proc/uptime")
-	data, err := os.ReadFile(p)
+	data, err := readSmallFile(p)
 	if err != nil {
 		return 0, fmt.Errorf("read %s: %w", p, err)
 	}
@@ -204,4 +212,33 @@ func (s *Service) uptimeSeconds() (uint64, error) {
 		return 0, fmt.Errorf("parse %s: %w", p, err)
 	}
 	return v, nil
+}
+
+// readSmallFile reads a small file (/proc, /sys, os-release) with plain
+// open, read and close: os.ReadFile adds an fstat and a poller registration
+// attempt, which double the system calls of these per-request reads.
+// Errors wrap fs errors (errors.Is(err, fs.ErrNotExist) works).
+func readSmallFile(path string) ([]byte, error) {
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC|unix.O_NOCTTY, 0)
+	if err != nil {
+		return nil, &fs.PathError{Op: "open", Path: path, Err: err}
+	}
+	defer unix.Close(fd)
+	buf := make([]byte, 0, 4096)
+	for {
+		if len(buf) == cap(buf) {
+			buf = append(buf, 0)[:len(buf)]
+		}
+		n, err := unix.Read(fd, buf[len(buf):cap(buf)])
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return nil, &fs.PathError{Op: "read", Path: path, Err: err}
+		}
+		if n == 0 {
+			return buf, nil
+		}
+		buf = buf[:len(buf)+n]
+	}
 }
