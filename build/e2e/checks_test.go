@@ -344,10 +344,10 @@ func checkReconnects(ctx context.Context, t *testing.T, m *machine) {
 // /proc/<pid>/stat) over 3 s with no host connected: an agent that spins on
 // the disconnected port (its reads return 0 at once) burns hundreds of ticks
 // in that time. The two snapshots are taken in the guest by a detached shell
-// (1 s after the host left, once the session has ended, and 3 s later) and read back through file_read
-// after the host reconnects, so that the window holds the agent's idle
-// behaviour only: under TCG, serving one request costs the agent about half
-// a tick, which would otherwise dominate the measurement.
+// (1 s after the host left, once the session has ended, and 3 s later) and
+// read back through file_read after the host reconnects, so that the window
+// holds the agent's idle behaviour only: under TCG, serving one request
+// costs the agent about half a tick, which would otherwise dominate.
 func checkIdleCPU(ctx context.Context, t *testing.T, m *machine) {
 	pid := agentPID(ctx, t, m)
 	script := fmt.Sprintf("sleep 1; cat /proc/%[1]d/stat >/tmp/idle.0; sleep 3; cat /proc/%[1]d/stat >/tmp/idle.1", pid)
