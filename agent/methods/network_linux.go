@@ -20,6 +20,14 @@ func (s *Service) networkInfo(_ context.Context, params json.RawMessage) (any, e
 	if err := noParams(params); err != nil {
 		return nil, err
 	}
+	if s.hostRoot == "/" {
+		// The real machine: two netlink dumps, no sysfs reads.
+		ifaces, err := netlinkInterfaces()
+		if err == nil {
+			return protocol.NetworkInfo{Interfaces: ifaces}, nil
+		}
+		s.log.Debug("netlink interface listing failed, using package net and sysfs", "err", err)
+	}
 	ifaces, err := net.Interfaces()
 	if err != nil {
 		return nil, protocol.Errorf(protocol.CodeInternalError, "list network interfaces: %v", err)
