@@ -1,6 +1,8 @@
 package initramfs
 
 import (
+	"context"
+	"errors"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -70,4 +72,16 @@ func names(mods []Module) []string {
 		s = append(s, m.Name)
 	}
 	return s
+}
+
+func TestFetchNamesAptSetupForUnknownArchitecture(t *testing.T) {
+	testenv.NeedCommands(t, "apt-cache")
+	_, err := FetchKernel(context.Background(), t.TempDir(), "nosucharch")
+	if !errors.Is(err, ErrNoPackage) || !strings.Contains(err.Error(), AptSetup("nosucharch")) {
+		t.Errorf("FetchKernel(nosucharch) = %v, want ErrNoPackage naming %q", err, AptSetup("nosucharch"))
+	}
+	_, err = FetchBusybox(context.Background(), t.TempDir(), "nosucharch")
+	if !errors.Is(err, ErrNoPackage) {
+		t.Errorf("FetchBusybox(nosucharch) = %v, want ErrNoPackage", err)
+	}
 }
