@@ -167,6 +167,10 @@ func scenarioSystemd(t *testing.T, e *env) {
 		t.Errorf("dpkg status %q", st)
 	}
 	checkUdevActivation(t, g)
+	// The guest reads every file of the disc as the build wrote it.
+	if r := g.exec("cd /media/cdrom && sha256sum -c --quiet sha256sums.txt"); r.ExitCode != 0 {
+		t.Errorf("sha256sum -c on the mounted ISO: exit %d\n%s%s", r.ExitCode, r.Stdout, r.Stderr)
+	}
 
 	// 2. Reboot through the agent; udev must start it again.
 	d := g.rebootThroughAgent()
