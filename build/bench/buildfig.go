@@ -50,8 +50,11 @@ func measureBuild(ctx context.Context, root string, out io.Writer) ([]BuildFigur
 		version.EnvVersion+"="+info.Version,
 		version.EnvSourceDateEpoch+"="+strconv.FormatInt(info.SourceDateEpoch, 10),
 	)
+	var lastLog string
 	mage := func() (float64, error) {
-		return timeCommand(ctx, tree, env, "go", "tool", "mage", "iso")
+		secs, out, err := timeCommand(ctx, tree, env, "go", "tool", "mage", "iso")
+		lastLog = out
+		return secs, err
 	}
 	var runs buildRuns
 	figs := func() []BuildFigure { return buildFigures(runs) }
@@ -98,13 +101,14 @@ func measureBuild(ctx context.Context, root string, out io.Writer) ([]BuildFigur
 			return figs(), err
 		}
 		runs.rebuild = append(runs.rebuild, s)
+		runs.rebuildLog = lastLog
 		if err := appendComment(edited, fmt.Sprintf("// bench edit %d for go build", i)); err != nil {
 			return figs(), err
 		}
 		var total float64
 		for _, arch := range binaries.Arches {
 			archEnv := append(env[:len(env):len(env)], "CGO_ENABLED=0", "GOOS=linux", "GOARCH="+arch)
-			s, err := timeCommand(ctx, tree, archEnv, "go", "build", "-trimpath", "-o", filepath.Join(tmp, "bare-"+arch), binaries.Agent.Package)
+			s, _, err := timeCommand(ctx, tree, archEnv, "go", "build", "-trimpath", "-o", filepath.Join(tmp, "bare-"+arch), binaries.Agent.Package)
 			if err != nil {
 				return figs(), err
 			}
@@ -119,6 +123,7 @@ func measureBuild(ctx context.Context, root string, out io.Writer) ([]BuildFigur
 type buildRuns struct {
 	cold, warm, noop, rebuild, bare []float64
 	edited                          string // the file edited for rebuild and bare
+	rebuildLog                      string // what the last one-file rebuild printed
 }
 
 // buildFigures turns the runs measured so far into figures with their goals:
@@ -142,7 +147,7 @@ func buildFigures(r buildRuns) []BuildFigure {
 	add(noop)
 	rebuild := BuildFigure{Key: "iso_rebuild", Label: "`go tool mage iso` after editing one agent file",
 		Detail: "a comment appended to " + r.edited + " (in a copy of the tree) before each run", Runs: r.rebuild,
-		RatioOf: "bare_build", RatioGoal: 1.3}
+		RatioOf: "bare_build", RatioGoal: 1.3, Log: strings.TrimSpace(r.rebuildLog)}
 	if len(r.rebuild) > 0 && len(r.bare) > 0 {
 		b := median(r.bare)
 		met := median(r.rebuild) <= 1.3*b
@@ -155,8 +160,9 @@ func buildFigures(r buildRuns) []BuildFigure {
 	return figs
 }
 
-// timeCommand runs name args in dir and returns its wall time in seconds.
-func timeCommand(ctx context.Context, dir string, env []string, name string, args ...string) (float64, error) {
+// timeCommand runs name args in dir and returns its wall time in seconds
+// and its output.
+func timeCommand(ctx context.Context, dir string, env []string, name string, args ...string) (float64, string, error) {
 	cmd := exec.CommandContext(ctx, name, args...)
 	cmd.Dir = dir
 	cmd.Env = env
@@ -171,9 +177,9 @@ func timeCommand(ctx context.Context, dir string, env []string, name string, arg
 		if len(tail) > 3000 {
 			tail = tail[len(tail)-3000:]
 		}
-		return 0, fmt.Errorf("%s %s in %s: %w\n%s", name, strings.Join(args, " "), dir, err, tail)
+		return 0, "", fmt.Errorf("%s %s in %s: %w\n%s", name, strings.Join(args, " "), dir, err, tail)
 	}
-	return d.Seconds(), nil
+	return d.Seconds(), out.String(), nil
 }
 
 // copyTree copies the tracked and untracked-but-not-ignored files of the

@@ -169,6 +169,7 @@ type BuildFigure struct {
 	Goal      string    `json:"goal,omitempty"`   // e.g. "≤ 0.5 s"
 	Met       *bool     `json:"met,omitempty"`    // against Goal
 	Detail    string    `json:"detail,omitempty"` // what exactly ran
+	Log       string    `json:"log,omitempty"`    // the build's own output (steps and their times)
 	RatioOf   string    `json:"ratio_of,omitempty"`
 	RatioGoal float64   `json:"ratio_goal,omitempty"`
 }
@@ -235,6 +236,11 @@ func (r *Report) Markdown() string {
 		for _, f := range r.Build {
 			if f.Detail != "" {
 				fmt.Fprintf(&b, "- %s: %s\n", f.Label, f.Detail)
+			}
+		}
+		for _, f := range r.Build {
+			if f.Log != "" {
+				fmt.Fprintf(&b, "\nWhat the last run of %s printed:\n\n```\n%s\n```\n", f.Label, f.Log)
 			}
 		}
 	}
