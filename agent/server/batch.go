@@ -15,6 +15,7 @@ type batch struct {
 	pending int       // running calls, plus one for the dispatching read loop
 	parts   []*encBuf // one per element; nil for notifications
 	calls   []*call
+	size    int // bytes in parts so far
 }
 
 // batch dispatches the elements of a JSON array.
@@ -67,10 +68,18 @@ func (b *batch) add(id []byte, perr *protocol.Error) {
 	buf.appendResponse(id, nil, perr)
 	b.mu.Lock()
 	b.parts = append(b.parts, buf)
+	b.size += buf.Len()
 	b.mu.Unlock()
 }
 
 // finish records a call's response and completes the batch if it was the last.
+//
+// The batch's reply is bounded like a request line (the server's
+// MaxLineBytes): its parts are held until the last element finishes, so
+// without a bound a batch of 1024 file_reads of the largest file would pin
+// over a thousand big results at once. A result that does not fit any more
+// is replaced by a short error; error replies always fit (they are small and
+// at most MaxBatch of them).
 func (b *batch) finish(cl *call, result any, perr *protocol.Error) {
 	var buf *encBuf
 	if !cl.notify {
@@ -79,7 +88,16 @@ func (b *batch) finish(cl *call, result any, perr *protocol.Error) {
 	}
 	b.mu.Lock()
 	if buf != nil {
+		if limit := b.c.s.maxLine; perr == nil && b.size+buf.Len() > limit {
+			n := buf.Len()
+			putBuf(buf)
+			buf = getBuf()
+			buf.appendResponse(cl.id, nil, protocol.Errorf(protocol.CodeInvalidRequest,
+				"invalid request: its reply (%d bytes) does not fit in the batch reply limit of %d bytes; "+
+					"the request ran, send it on its own to get its reply", n, limit))
+		}
 		b.parts[cl.part] = buf
+		b.size += buf.Len()
 	}
 	b.mu.Unlock()
 	b.done()

@@ -1,0 +1,67 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/kvmmanager/guest-agent/agent/protocol"
+)
+
+// A batch's reply is bounded like a request line: a host cannot make the
+// agent hold one large result per element (a batch of 1024 file_reads of a
+// 10 MiB file would otherwise pin 13 GiB). Replies that do not fit are
+// replaced by an error telling the host to send that request alone.
+func TestBatchReplyBounded(t *testing.T) {
+	const limit = 8 << 10
+	big := strings.Repeat("x", 3<<10)
+	h := testHandlers()
+	h["big"] = func(context.Context, json.RawMessage) (any, error) { return big, nil }
+	// One request at a time, so that the elements finish in order.
+	c := newClient(t, New(h, Options{MaxLineBytes: limit, MaxConcurrent: 1}))
+	elems := make([]string, 6)
+	for i := range elems {
+		elems[i] = fmt.Sprintf(`{"jsonrpc":"2.0","method":"big","id":%d}`, i)
+	}
+	c.send("[" + strings.Join(elems, ",") + `,{"jsonrpc":"2.0","method":"ping","id":"p"}]` + "\n")
+	line := c.recv()
+	if len(line) > limit+1024 {
+		t.Fatalf("batch reply is %d bytes, want about the limit of %d at most", len(line), limit)
+	}
+	var resps []struct {
+		Result json.RawMessage `json:"result"`
+		Error  *protocol.Error `json:"error"`
+		ID     json.RawMessage `json:"id"`
+	}
+	if err := json.Unmarshal([]byte(line), &resps); err != nil {
+		t.Fatalf("decode %.200s: %v", line, err)
+	}
+	if len(resps) != 7 {
+		t.Fatalf("%d replies, want 7", len(resps))
+	}
+	for i, r := range resps[:6] {
+		if string(r.ID) != fmt.Sprint(i) {
+			t.Errorf("reply %d has id %s", i, r.ID)
+		}
+		switch {
+		case i < 2:
+			if r.Error != nil || string(r.Result) != `"`+big+`"` {
+				t.Errorf("reply %d: %v, want the full result", i, r.Error)
+			}
+		case r.Error == nil:
+			t.Errorf("reply %d: a full result beyond the batch reply limit", i)
+		case r.Error.Code != protocol.CodeInvalidRequest || !strings.Contains(r.Error.Message, "on its own"):
+			t.Errorf("reply %d: error %d %q, want -32600 telling to send it on its own", i, r.Error.Code, r.Error.Message)
+		}
+	}
+	if p := resps[6]; p.Error != nil || string(p.ID) != `"p"` {
+		t.Errorf("small reply after the limit: %+v, want the ping result", p)
+	}
+	// The connection is still usable.
+	c.send(pingSentinel)
+	if got := c.recv(); got != pingSentinelReply {
+		t.Errorf("after the batch: got %s", got)
+	}
+}
