@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/kvmmanager/guest-agent/agent/protocol"
 )
@@ -63,5 +64,32 @@ func TestBatchReplyBounded(t *testing.T) {
 	c.send(pingSentinel)
 	if got := c.recv(); got != pingSentinelReply {
 		t.Errorf("after the batch: got %s", got)
+	}
+}
+
+// Ids are echoed raw; one that is not valid UTF-8 would make the reply line
+// invalid JSON for strict host parsers, so it is refused like an object id.
+func TestInvalidUTF8IDRefused(t *testing.T) {
+	c := newClient(t, New(testHandlers(), Options{}))
+	for _, in := range []string{
+		"{\"jsonrpc\":\"2.0\",\"method\":\"ping\",\"id\":\"a\xfeb\"}",
+		"[{\"jsonrpc\":\"2.0\",\"method\":\"ping\",\"id\":\"\xc0\xaf\"}]",
+	} {
+		c.send(in + "\n")
+		got := c.recv()
+		if !utf8.ValidString(got) || !json.Valid([]byte(got)) {
+			t.Fatalf("reply to %q is not valid UTF-8 JSON: %q", in, got)
+		}
+		want := `{"jsonrpc":"2.0","error":{"code":-32600,"message":"invalid request: id must be a number, a string or null"},"id":null}`
+		if in[0] == '[' {
+			want = "[" + want + "]"
+		}
+		if got != want {
+			t.Errorf("got %s\nwant %s", got, want)
+		}
+	}
+	c.send("{\"jsonrpc\":\"2.0\",\"method\":\"ping\",\"id\":\"\\u00e9\xc3\xa9\"}\n")
+	if got := c.recv(); got != `{"jsonrpc":"2.0","result":{"pong":true,"timestamp":1700000000},"id":"\u00e9é"}` {
+		t.Errorf("valid UTF-8 id: got %s", got)
 	}
 }

@@ -190,10 +190,14 @@ func methodName(raw []byte) (name []byte, ok bool) {
 	return []byte(s), true
 }
 
-// idOK reports whether a raw id is one JSON-RPC allows: number, string or null.
+// idOK reports whether a raw id is one JSON-RPC allows: number, string or
+// null. A string id must be valid UTF-8: ids are echoed raw, and invalid
+// UTF-8 would make the reply line invalid JSON for strict host parsers.
 func idOK(raw []byte) bool {
 	switch raw[0] {
-	case '"', 'n', '-', '0', '1', '2', '3', '4', '5', '6', '7', '8', '9':
+	case '"':
+		return utf8.Valid(raw)
+	case 'n', '-', '0', '1', '2', '3', '4', '5', '6', '7', '8', '9':
 		return true
 	}
 	return false
