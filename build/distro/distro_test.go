@@ -49,6 +49,7 @@ func TestDistro(t *testing.T) {
 	e := setup(t)
 	t.Run("systemd", func(t *testing.T) { t.Parallel(); scenarioSystemd(t, e) })
 	t.Run("openrc", func(t *testing.T) { t.Parallel(); scenarioOpenRC(t, e) })
+	t.Run("openrc-noport", func(t *testing.T) { t.Parallel(); scenarioOpenRCNoPort(t, e) })
 	t.Run("noport", func(t *testing.T) { t.Parallel(); scenarioNoPort(t, e) })
 	t.Run("shutdown", func(t *testing.T) { t.Parallel(); scenarioShutdown(t, e) })
 }
@@ -445,6 +446,52 @@ func scenarioNoPort(t *testing.T, e *env) {
 	select {
 	case <-g.m.Done():
 	case <-time.After(2 * time.Minute):
+		t.Fatalf("the VM did not power off after the observation")
+	}
+	if err := g.m.Wait(); err != nil {
+		t.Errorf("QEMU: %v", err)
+	}
+}
+
+// scenarioOpenRCNoPort: the OpenRC image without the agent's port. The
+// service starts anyway (OpenRC has no device activation); the agent must
+// log the missing port once and keep looking for it calmly, without
+// supervise-daemon respawning it.
+func scenarioOpenRCNoPort(t *testing.T, e *env) {
+	g := boot(t, e, e.openrc, bootOptions{NoPort: true, Append: []string{"kvmtest.observe=60"}, Timeout: 10 * time.Minute})
+	inst := g.installed()
+	if !strings.Contains(inst.Output, "no virtio-serial port named org.kvmmanager.agent.0") {
+		t.Errorf("the installer did not warn about the missing port:\n%s", inst.Output)
+	}
+	r := g.waitReport("the 60 s observation", 4*time.Minute, func(r distro.Report) bool { return r.Has("observe-done") })
+	svc, _ := r.Section("service")
+	lg, _ := r.Section("log")
+	t.Logf("after 60 s without the port:\n%s\nagent.log:\n%s", indent(svc.Output), indent(lg.Output))
+	if !strings.Contains(svc.Output, "started") {
+		t.Errorf("rc-service kvmmanager-agent status: %q, want started (the agent waits for the port)", svc.Output)
+	}
+	es := distro.ParseSlog(lg.Output)
+	starts, missing := 0, 0
+	for _, e := range es {
+		if strings.Contains(e.Message, `msg="kvmmanager-agent starting"`) {
+			starts++
+		}
+		if strings.Contains(e.Message, "Virtio-serial device not found") {
+			missing++
+		}
+	}
+	if starts != 1 {
+		t.Errorf("the agent started %d times in 60 s without the port, want once (no respawn loop)", starts)
+	}
+	if missing == 0 {
+		t.Errorf("agent.log does not say the port is missing")
+	}
+	if err := calmLog(es, 3); err != nil {
+		t.Error(err)
+	}
+	select {
+	case <-g.m.Done():
+	case <-time.After(3 * time.Minute):
 		t.Fatalf("the VM did not power off after the observation")
 	}
 	if err := g.m.Wait(); err != nil {

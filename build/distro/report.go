@@ -112,7 +112,8 @@ func WaitReport(ctx context.Context, path string, done <-chan struct{}, ok func(
 	}
 }
 
-// JournalEntry is one line of `journalctl -o short-unix`.
+// JournalEntry is one line of `journalctl -o short-unix` or of the agent's
+// log file.
 type JournalEntry struct {
 	Time    float64 // seconds since the epoch
 	Message string  // the text after "host ident[pid]: "
@@ -136,6 +137,25 @@ func ParseJournal(s string) []JournalEntry {
 			rest = rest[i+2:]
 		}
 		es = append(es, JournalEntry{Time: t, Message: rest})
+	}
+	return es
+}
+
+// ParseSlog parses the agent's log file (log/slog text lines,
+// "time=2006-01-02T15:04:05.000Z level=INFO msg=..."), skipping lines
+// without a time.
+func ParseSlog(s string) []JournalEntry {
+	var es []JournalEntry
+	for _, l := range strings.Split(s, "\n") {
+		ts, rest, ok := strings.Cut(l, " ")
+		if !ok || !strings.HasPrefix(ts, "time=") {
+			continue
+		}
+		t, err := time.Parse(time.RFC3339Nano, strings.TrimPrefix(ts, "time="))
+		if err != nil {
+			continue
+		}
+		es = append(es, JournalEntry{Time: float64(t.UnixNano()) / 1e9, Message: rest})
 	}
 	return es
 }

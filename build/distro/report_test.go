@@ -55,6 +55,20 @@ func TestParseJournal(t *testing.T) {
 	}
 }
 
+func TestParseSlog(t *testing.T) {
+	out := "time=2026-11-26T02:01:57.5Z level=INFO msg=\"kvmmanager-agent starting\" version=1.0.0\n" +
+		"panic: something\n" +
+		"time=2026-11-26T02:02:00Z level=WARN msg=\"Virtio-serial device not found\"\n"
+	got := distro.ParseSlog(out)
+	want := []distro.JournalEntry{
+		{Time: 1795658517.5, Message: "level=INFO msg=\"kvmmanager-agent starting\" version=1.0.0"},
+		{Time: 1795658520, Message: "level=WARN msg=\"Virtio-serial device not found\""},
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("ParseSlog = %+v, want %+v", got, want)
+	}
+}
+
 func TestSystemdProperties(t *testing.T) {
 	got := distro.SystemdProperties("NRestarts=0\nWantedBy=a.device b.target\n\n")
 	want := map[string]string{"NRestarts": "0", "WantedBy": "a.device b.target"}

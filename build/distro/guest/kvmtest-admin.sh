@@ -7,7 +7,8 @@
 # the install command written in /etc/kvmtest/install (what an admin would
 # type), exactly once (marker /var/lib/kvmtest/installed). With
 # kvmtest.observe=SECONDS on the kernel command line it then waits that long,
-# dumps the agent's service state and log, and powers the VM off.
+# dumps the agent's service state and log (systemd: systemctl show and the
+# journal; OpenRC: rc-service status and the log file), and powers the VM off.
 #
 # Everything it reports goes to the second serial port (/dev/ttyS1), which the
 # host reads from a file: no kernel messages are interleaved there. Each
@@ -72,9 +73,16 @@ line "admin-done boot=$boots"
 
 if observe=$(param kvmtest.observe); then
 	sleep "$observe"
-	section service systemctl show -p NRestarts -p ActiveState -p SubState -p LoadState kvmmanager-agent
-	section journal journalctl -u kvmmanager-agent -o short-unix --no-pager
-	line "observe-done"
-	systemctl --no-block poweroff
+	if [[ -d /run/systemd/system ]]; then
+		section service systemctl show -p NRestarts -p ActiveState -p SubState -p LoadState kvmmanager-agent
+		section journal journalctl -u kvmmanager-agent -o short-unix --no-pager
+		line "observe-done"
+		systemctl --no-block poweroff
+	else
+		section service rc-service kvmmanager-agent status
+		section log cat /var/log/kvmmanager-agent/agent.log
+		line "observe-done"
+		poweroff
+	fi
 fi
 exit 0
