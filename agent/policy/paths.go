@@ -49,7 +49,8 @@ func (p *Paths) Key() string { return p.key }
 // allowed entry that contains it by whole path components. For a directory
 // entry, root is the entry itself and name the rest of the path; for a
 // single-file entry (path equal to the entry), root is the entry's parent and
-// name its base name. The path is not cleaned first: "..", symlinks and magic
+// name its base name; a single-file entry that is a symbolic link is refused.
+// The path is not cleaned first: "..", symlinks and magic
 // links are resolved by os.Root, which refuses any that leave the root.
 //
 // When several entries contain the path, the longest is tried first; if op
@@ -66,6 +67,7 @@ func (p *Paths) Do(path string, op func(root *os.Root, name string) error) error
 	comps := components(path)
 	type candidate struct {
 		entry, dir, name string
+		single           bool // the path names the entry itself
 	}
 	var cands []candidate
 	for _, e := range p.entries {
@@ -76,13 +78,13 @@ func (p *Paths) Do(path string, op func(root *os.Root, name string) error) error
 		rest := comps[len(ec):]
 		switch {
 		case e == "/":
-			cands = append(cands, candidate{e, "/", joinRel(rest)})
+			cands = append(cands, candidate{e, "/", joinRel(rest), false})
 		case len(rest) == 0:
 			// The path names the entry itself, which may be a single file:
 			// resolve its base name inside the parent directory.
-			cands = append(cands, candidate{e, filepath.Dir(e), filepath.Base(e)})
+			cands = append(cands, candidate{e, filepath.Dir(e), filepath.Base(e), true})
 		default:
-			cands = append(cands, candidate{e, e, joinRel(rest)})
+			cands = append(cands, candidate{e, e, joinRel(rest), false})
 		}
 	}
 	slices.SortStableFunc(cands, func(a, b candidate) int { return len(b.entry) - len(a.entry) })
@@ -100,6 +102,16 @@ func (p *Paths) Do(path string, op func(root *os.Root, name string) error) error
 				continue
 			}
 			return fmt.Errorf("open allowed entry %s: %w", c.dir, err)
+		}
+		if c.single {
+			// A single-file entry allows that file, not what a symbolic
+			// link there points to (a sibling in the same directory
+			// would otherwise be reachable).
+			if fi, err := root.Lstat(c.name); err == nil && fi.Mode()&fs.ModeSymlink != 0 {
+				root.Close()
+				escaped = true
+				continue
+			}
 		}
 		err = op(root, c.name)
 		root.Close()
