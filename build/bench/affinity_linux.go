@@ -13,11 +13,11 @@ import (
 type Placement string
 
 const (
-	// PlaceSplit runs the client on CPU 0 and both agents on CPU 1: host
+	// PlaceSplit runs the client on one CPU and both agents on another: host
 	// and guest on different CPUs. On a virtual machine every request then
 	// pays a cross-vCPU wake-up (tens of µs) that dwarfs both agents.
 	PlaceSplit Placement = "split"
-	// PlaceSame runs the client and both agents on CPU 0 (the default): no
+	// PlaceSame runs the client and both agents on one CPU (the default): no
 	// cross-CPU wake-ups, so the figures are the software path of client,
 	// kernel and agent, and repeat from run to run.
 	PlaceSame Placement = "same"
@@ -28,18 +28,31 @@ const (
 )
 
 // cpus returns the CPU of the client and of the agents, or -1, -1 for free
-// placement.
+// placement: the first (and second) of the CPUs this process may use.
 func (p Placement) cpus() (client, agents int, err error) {
+	var allowed unix.CPUSet
+	if err := unix.SchedGetaffinity(0, &allowed); err != nil {
+		return 0, 0, fmt.Errorf("read the CPUs this process may use: %w", err)
+	}
+	var usable []int
+	for i := range len(allowed) * 64 {
+		if allowed.IsSet(i) {
+			usable = append(usable, i)
+		}
+	}
+	if len(usable) == 0 {
+		return 0, 0, fmt.Errorf("no usable CPU in the affinity mask")
+	}
 	switch p {
 	case PlaceFree:
 		return -1, -1, nil
 	case PlaceSame, "":
-		return 0, 0, nil
+		return usable[0], usable[0], nil
 	case PlaceSplit:
-		if runtime.NumCPU() < 2 {
-			return 0, 0, nil
+		if len(usable) < 2 {
+			return usable[0], usable[0], nil
 		}
-		return 0, 1, nil
+		return usable[0], usable[1], nil
 	}
 	return 0, 0, fmt.Errorf("unknown placement %q (want split, same or free)", p)
 }

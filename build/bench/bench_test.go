@@ -286,3 +286,21 @@ func TestBuildFigures(t *testing.T) {
 		t.Errorf("an interrupted measurement keeps what it has: %+v", got)
 	}
 }
+
+func TestPlacementCPUs(t *testing.T) {
+	for _, p := range []Placement{"", PlaceSame, PlaceSplit} {
+		c, a, err := p.cpus()
+		if err != nil || c < 0 || a < 0 {
+			t.Errorf("%q: client %d agents %d, %v", p, c, a, err)
+		}
+		if (p == PlaceSame || p == "") && c != a {
+			t.Errorf("%q: client on %d, agents on %d; want one CPU", p, c, a)
+		}
+	}
+	if c, a, err := PlaceFree.cpus(); err != nil || c != -1 || a != -1 {
+		t.Errorf("free: %d %d %v", c, a, err)
+	}
+	if _, _, err := Placement("everywhere").cpus(); err == nil {
+		t.Error("an unknown placement was accepted")
+	}
+}
