@@ -421,10 +421,17 @@ func (s *Service) writeInRoot(root *os.Root, name string, p protocol.FileWritePa
 		return fmt.Errorf("%w (%s)", errNotRegular, fileKind(old.Mode()))
 	}
 	dir := filepath.Dir(name)
+	keepDirs := false
 	if !exists && p.CreateDirs && dir != "." {
-		if err := root.MkdirAll(dir, 0o755); err != nil {
+		undo, err := mkdirs(root, dir, 0o755)
+		if err != nil {
 			return err
 		}
+		defer func() {
+			if !keepDirs {
+				undo() // a failed write leaves no new directories behind
+			}
+		}()
 	}
 	if perm == 0 && p.Permissions == "" {
 		perm = defaultFilePerm
@@ -491,6 +498,7 @@ func (s *Service) writeInRoot(root *os.Root, name string, p protocol.FileWritePa
 		return err
 	}
 	committed = true
+	keepDirs = true
 	if d, err := root.Open(dir); err == nil { // make the rename durable
 		if err := d.Sync(); err != nil {
 			s.log.Debug("file_write: sync directory", "dir", dir, "err", err)

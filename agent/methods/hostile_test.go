@@ -2,6 +2,8 @@ package methods
 
 import (
 	"encoding/json"
+	"errors"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -41,5 +43,35 @@ func TestExecCommandTimeoutKillsDescendantsOutsideTheGroup(t *testing.T) {
 			t.Errorf("process %d left the process group and survived the timeout", pid)
 			_ = syscall.Kill(pid, syscall.SIGKILL)
 		}
+	}
+}
+
+// create_dirs leaves no directories behind when the write fails after
+// creating them: a refused or failed request has no side effect.
+func TestFileWriteCreateDirsUndoneOnFailure(t *testing.T) {
+	tests := []struct {
+		name   string
+		rel    string
+		rename func(string) error
+		code   int
+	}{
+		{"name too long below new directories", "d1/d2/" + strings.Repeat("n", 300) + "/f", nil, protocol.CodeCommandFailed},
+		{"write fails after the temporary file", "d1/d2/f", func(string) error { return errors.New("disk on fire") }, protocol.CodeCommandFailed},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ft := newFileTree(t)
+			mustMkdir(t, filepath.Join(ft.allowed, "d0"))
+			before := snapshot(t, ft.base)
+			s := ft.service(t, nil)
+			s.beforeRename = tt.rename
+			_, perr := call(t, s.Handlers()[protocol.MethodFileWrite], map[string]any{
+				"path": filepath.Join(ft.allowed, tt.rel), "content": "x", "create_dirs": true,
+			})
+			wantError(t, perr, tt.code)
+			if after := snapshot(t, ft.base); after != before {
+				t.Fatalf("a failed write left changes behind:\nbefore:\n%s\nafter:\n%s", before, after)
+			}
+		})
 	}
 }
