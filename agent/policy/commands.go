@@ -71,6 +71,9 @@ func (c *Commands) Resolve(command string) (string, error) {
 		p := filepath.Join(dir, command)
 		err := checkExecutable(p)
 		if err == nil {
+			if !trusted(p) {
+				continue // someone else could have replaced it
+			}
 			return p, nil
 		}
 		if firstErr == nil && !errors.Is(err, ErrCommandNotFound) {
@@ -83,12 +86,32 @@ func (c *Commands) Resolve(command string) (string, error) {
 	return "", fmt.Errorf("command %q: %w in %s", command, ErrCommandNotFound, strings.Join(c.dirs, ":"))
 }
 
-// trustedDir reports whether dir exists and is not world-writable:
-// a world-writable search directory would let anyone plant a
-// command the agent then runs as root.
+// trustedDir reports whether dir exists and only root (or the agent's own
+// user) can write it: a search directory writable by others (world- or
+// group-writable, like the historical /usr/local/bin of group staff, or
+// owned by another user) would let them plant a command the agent then runs
+// as root.
 func trustedDir(dir string) bool {
 	fi, err := os.Stat(dir)
-	return err == nil && fi.IsDir() && fi.Mode().Perm()&0o002 == 0
+	return err == nil && fi.IsDir() && trustedFile(fi)
+}
+
+// trusted reports whether only root or the agent's user can write p.
+func trusted(p string) bool {
+	fi, err := os.Stat(p)
+	return err == nil && trustedFile(fi)
+}
+
+func trustedFile(fi fs.FileInfo) bool {
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return false
+	}
+	if int(st.Uid) != 0 && int(st.Uid) != os.Geteuid() {
+		return false
+	}
+	perm := fi.Mode().Perm()
+	return perm&0o002 == 0 && (perm&0o020 == 0 || st.Gid == 0)
 }
 
 func checkExecutable(p string) error {
