@@ -29,14 +29,12 @@ const agentUnitDevice = `dev-virtio\x2dports-org.kvmmanager.agent.0.device`
 
 // env is what every scenario shares: the two ISOs and the two images.
 type env struct {
-	root           string
-	iso            string // built at the checkout's version
-	isoUpgrade     string // built at upgradeVersion
-	baseVersion    string
-	systemd        *distro.Image
-	openrc         *distro.Image
-	logDir         string // per-scenario overlays and logs
-	upgradeVersion string
+	iso         string // built at the checkout's version
+	isoUpgrade  string // built at upgradeVersion
+	baseVersion string
+	systemd     *distro.Image
+	openrc      *distro.Image
+	logDir      string // per-scenario overlays and logs
 }
 
 // TestDistro boots real Debian 12 guests (systemd with udev, and OpenRC),
@@ -76,7 +74,7 @@ func setup(t *testing.T) *env {
 		}
 		os.RemoveAll(logDir)
 	})
-	e := &env{root: root, logDir: logDir, upgradeVersion: upgradeVersion}
+	e := &env{logDir: logDir}
 	info, err := pipeline.Info(pipeline.Options{Root: root})
 	if err != nil {
 		t.Fatal(err)
