@@ -18,9 +18,13 @@ const (
 	// A missing port or one that fails: retry from 100 ms up to 30 s.
 	retryMin = 100 * time.Millisecond
 	retryMax = 30 * time.Second
-	// No host on an open port: look again from 100 ms up to 1 s. The
-	// port cannot signal a host's arrival (poll reports POLLHUP until
-	// then), so this delay is the latency a new host may see.
+	// Waiting for a host on an open port is driven by the port's host
+	// events (SIGIO on the real port). hostEventFallback bounds a wait in
+	// case an event is never delivered: the latency a host would see then.
+	hostEventFallback = 30 * time.Second
+	// A port that cannot deliver host events is polled from 100 ms up to
+	// 1 s. The same delays pace sessions that end at once without a byte
+	// while the port claims a host is there, so the loop is never hot.
 	hostWaitMin = 100 * time.Millisecond
 	hostWaitMax = time.Second
 )
@@ -49,6 +53,15 @@ type port interface {
 	// HostConnected reports, without blocking, whether a host has the
 	// port open (poll without POLLHUP).
 	HostConnected() (bool, error)
+	// WatchHost turns host events on or off. While on, the port sends a
+	// value on HostEvents when a host opens or closes it or data arrives
+	// (the real port: O_ASYNC, so the kernel raises SIGIO). An error means
+	// the port cannot signal and waits must poll.
+	WatchHost(on bool) error
+	// HostEvents is the channel WatchHost's events arrive on. It has a
+	// buffer of one and a send never blocks, so an event that comes while
+	// nobody waits is kept, and several coalesce.
+	HostEvents() <-chan os.Signal
 	// Interrupt makes WaitRead return errInterrupted until ClearInterrupt.
 	Interrupt()
 	ClearInterrupt()
@@ -72,6 +85,8 @@ type device struct {
 	log   *slog.Logger
 	open  func(path string) (port, error)
 	sleep func(ctx context.Context, d time.Duration) bool
+	// after is time.After: the timer that bounds a wait for host events.
+	after func(d time.Duration) <-chan time.Time
 }
 
 // ServeDevice serves the host on the virtio-serial port until ctx is
@@ -81,7 +96,7 @@ type device struct {
 // being one srv.ServeConn session. If the path is a unix socket, ServeDevice
 // dials it and redials when the connection ends.
 func ServeDevice(ctx context.Context, opts DeviceOptions, srv Server) error {
-	d := &device{opts: opts, log: opts.Logger, open: openFDPort, sleep: sleep}
+	d := &device{opts: opts, log: opts.Logger, open: openFDPort, sleep: sleep, after: time.After}
 	if d.log == nil {
 		d.log = slog.New(slog.DiscardHandler)
 	}
@@ -166,9 +181,14 @@ func (d *device) servePort(ctx context.Context, path string, srv Server) (served
 	defer p.Close()
 	d.log.Info("Connected to virtio-serial device", "path", path)
 
-	idle := backoff{min: hostWaitMin, max: hostWaitMax}
+	// empty paces sessions that end without a byte although the port said
+	// a host was there when the wait began: a host that keeps coming and
+	// going without a word, or a port whose end of file and hang-up state
+	// disagree. Either would otherwise loop hot.
+	empty := backoff{min: hostWaitMin, max: hostWaitMax}
 	for lost := false; ; lost = true {
-		if err := d.waitHost(ctx, p); err != nil {
+		waited, err := d.waitHost(ctx, p)
+		if err != nil {
 			if ctx.Err() != nil {
 				return served, nil
 			}
@@ -178,7 +198,7 @@ func (d *device) servePort(ctx context.Context, path string, srv Server) (served
 			d.log.Info("Connected to virtio-serial device", "path", path)
 		}
 		c := &portConn{p: p}
-		err := srv.ServeConn(ctx, c)
+		err = srv.ServeConn(ctx, c)
 		p.ClearInterrupt()
 		if ctx.Err() != nil {
 			return served, nil
@@ -187,38 +207,69 @@ func (d *device) servePort(ctx context.Context, path string, srv Server) (served
 			return served, err // the port itself failed: reopen it
 		}
 		d.log.Info("Connection lost, retrying...", "path", path)
-		if c.read.Load() > 0 {
+		switch {
+		case c.read.Load() > 0:
 			served = true
-			idle.reset()
-		} else if !d.sleep(ctx, idle.next()) {
-			// A session that ended without a byte: never loop hot.
+			empty.reset()
+		case waited:
+			// The host arrived while we waited and left without a
+			// word: the next wait blocks until another one comes.
+			empty.reset()
+		case !d.sleep(ctx, empty.next()):
 			return served, nil
 		}
 	}
 }
 
-// waitHost returns once a host has the port open. Until then the port reads
-// as end of file at once and polls as POLLIN|POLLHUP, so it cannot be waited
-// on: look again after a growing delay, dropping what a departed host left.
-func (d *device) waitHost(ctx context.Context, p port) error {
-	bo := backoff{min: hostWaitMin, max: hostWaitMax}
-	var junk [512]byte
-	for {
-		ok, err := p.HostConnected()
-		if err != nil {
-			return err
-		}
-		if ok {
-			return nil
-		}
-		for {
-			n, err := p.Read(junk[:])
-			if n == 0 || err != nil {
-				break
+// waitHost returns once a host has the port open; waited reports whether it
+// had to wait for one. Until a host comes the port reads as end of file at
+// once and polls as POLLIN|POLLHUP, so it cannot be waited on with poll:
+// waitHost sleeps until the port's next host event (SIGIO), with a slow
+// timer in case an event is lost. It reads nothing: a request that arrives
+// with the host belongs to the next session, and bytes a departed host left
+// behind are dropped by the 0xFF a client sends first on each connection.
+func (d *device) waitHost(ctx context.Context, p port) (waited bool, err error) {
+	events := p.HostEvents()
+	// Events on from before the check, so a host that comes after the
+	// check raises one; off while a host is served (SIGIO at every
+	// request would cost each one a signal delivery).
+	watchErr := p.WatchHost(true)
+	if watchErr != nil {
+		d.log.Debug("Port cannot signal a host's arrival; polling", "err", watchErr)
+	}
+	defer func() {
+		if watchErr == nil {
+			if err := p.WatchHost(false); err != nil {
+				d.log.Debug("Turning host events off", "err", err)
 			}
 		}
-		if !d.sleep(ctx, bo.next()) {
-			return ctx.Err()
+	}()
+	poll := backoff{min: hostWaitMin, max: hostWaitMax}
+	for {
+		// Events up to now are covered by the check below.
+		select {
+		case <-events:
+		default:
+		}
+		ok, err := p.HostConnected()
+		if err != nil {
+			return waited, err
+		}
+		if ok {
+			return waited, nil
+		}
+		waited = true
+		if watchErr != nil {
+			if !d.sleep(ctx, poll.next()) {
+				return waited, ctx.Err()
+			}
+			continue
+		}
+		select {
+		case <-events:
+		case <-ctx.Done():
+			return waited, ctx.Err()
+		case <-d.after(hostEventFallback):
 		}
 	}
 }

@@ -3,14 +3,20 @@ package transport
 import (
 	"errors"
 	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
 
 	"golang.org/x/sys/unix"
 )
 
 // fdPort is a virtio-serial port file descriptor in non-blocking mode, with
-// an eventfd to interrupt a wait for input.
+// an eventfd to interrupt a wait for input and SIGIO for host events: the
+// virtio_console driver signals the owner of an O_ASYNC descriptor when the
+// host opens or closes the port and when data arrives.
 type fdPort struct {
 	fd, efd int
+	sigio   chan os.Signal
 }
 
 func openFDPort(path string) (port, error) {
@@ -26,13 +32,22 @@ func openFDPort(path string) (port, error) {
 	return p, nil
 }
 
-// newFDPort takes ownership of fd, which must be non-blocking.
+// newFDPort takes ownership of fd, which must be non-blocking. It makes this
+// process the owner of fd's SIGIO; WatchHost turns the signals on.
 func newFDPort(fd int) (*fdPort, error) {
 	efd, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
 	if err != nil {
 		return nil, fmt.Errorf("eventfd: %w", err)
 	}
-	return &fdPort{fd: fd, efd: efd}, nil
+	p := &fdPort{fd: fd, efd: efd, sigio: make(chan os.Signal, 1)}
+	// Catch SIGIO before anything can raise it for this descriptor.
+	signal.Notify(p.sigio, syscall.SIGIO)
+	if _, err := unix.FcntlInt(uintptr(fd), unix.F_SETOWN, os.Getpid()); err != nil {
+		signal.Stop(p.sigio)
+		unix.Close(efd)
+		return nil, fmt.Errorf("fcntl F_SETOWN: %w", err)
+	}
+	return p, nil
 }
 
 func (p *fdPort) Read(b []byte) (int, error) {
@@ -120,6 +135,29 @@ func (p *fdPort) HostConnected() (bool, error) {
 	return fds[0].Revents&unix.POLLHUP == 0, nil
 }
 
+// WatchHost sets or clears O_ASYNC, which makes the kernel send SIGIO.
+func (p *fdPort) WatchHost(on bool) error {
+	flags, err := unix.FcntlInt(uintptr(p.fd), unix.F_GETFL, 0)
+	if err != nil {
+		return fmt.Errorf("fcntl F_GETFL: %w", err)
+	}
+	want := flags &^ unix.O_ASYNC
+	if on {
+		want |= unix.O_ASYNC
+	}
+	if want == flags {
+		return nil
+	}
+	if _, err := unix.FcntlInt(uintptr(p.fd), unix.F_SETFL, want); err != nil {
+		return fmt.Errorf("fcntl F_SETFL O_ASYNC: %w", err)
+	}
+	return nil
+}
+
+// HostEvents delivers SIGIO. Every fdPort in the process receives every
+// SIGIO; a wake-up for another descriptor costs one extra check.
+func (p *fdPort) HostEvents() <-chan os.Signal { return p.sigio }
+
 func (p *fdPort) Interrupt() {
 	one := [8]byte{1}
 	_, _ = unix.Write(p.efd, one[:])
@@ -132,7 +170,9 @@ func (p *fdPort) ClearInterrupt() {
 
 func (p *fdPort) Close() error {
 	unix.Close(p.efd)
-	if err := unix.Close(p.fd); err != nil {
+	err := unix.Close(p.fd) // also ends the descriptor's SIGIO
+	signal.Stop(p.sigio)
+	if err != nil {
 		return fmt.Errorf("close port: %w", err)
 	}
 	return nil

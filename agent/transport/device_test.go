@@ -8,29 +8,41 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
 
 // simPort simulates a virtio-serial port as the guest kernel presents it:
 // while no host is connected, reads return 0 at once (again and again), the
-// port polls as hung up and writes cannot proceed.
+// port polls as hung up and writes cannot proceed. While watched, it raises
+// a host event (the kernel's SIGIO) when the host comes or goes or sends.
 type simPort struct {
 	mu          sync.Mutex
 	cond        *sync.Cond
 	connected   bool
-	in          []byte       // host to guest
-	out         bytes.Buffer // guest to host
+	in          []byte // host to guest
+	partial     []byte // guest to host, not yet a whole line
+	lines       chan string
 	interrupted bool
-	eofReads    int // reads that returned 0 because no host was connected
 	closed      bool
+	events      chan os.Signal
+	watching    bool
+	watchErr    error // WatchHost fails: a port that cannot signal
+	liar        bool  // reports a host but reads end of file
+	eofReads    int   // reads that returned 0 because no host was connected
+	hostChecks  int   // HostConnected calls
+	// afterCheck, if set, runs after each HostConnected has decided what
+	// to report and before the caller sees it.
+	afterCheck func(connected bool)
 }
 
 func newSimPort() *simPort {
-	p := &simPort{}
+	p := &simPort{lines: make(chan string, 64), events: make(chan os.Signal, 1)}
 	p.cond = sync.NewCond(&p.mu)
 	return p
 }
@@ -43,7 +55,7 @@ func (p *simPort) Read(b []byte) (int, error) {
 		n := copy(b, p.in)
 		p.in = p.in[n:]
 		return n, nil
-	case !p.connected:
+	case !p.connected || p.liar:
 		p.eofReads++
 		return 0, nil
 	}
@@ -56,15 +68,22 @@ func (p *simPort) Write(b []byte) (int, error) {
 	if !p.connected {
 		return 0, errWouldBlock
 	}
-	p.out.Write(b)
-	p.cond.Broadcast()
+	p.partial = append(p.partial, b...)
+	for {
+		i := bytes.IndexByte(p.partial, '\n')
+		if i < 0 {
+			break
+		}
+		p.lines <- string(p.partial[:i])
+		p.partial = p.partial[i+1:]
+	}
 	return len(b), nil
 }
 
 func (p *simPort) WaitRead() error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	for len(p.in) == 0 && p.connected && !p.interrupted {
+	for len(p.in) == 0 && p.connected && !p.liar && !p.interrupted {
 		p.cond.Wait()
 	}
 	if p.interrupted {
@@ -81,9 +100,26 @@ func (p *simPort) WaitWrite() (bool, error) {
 
 func (p *simPort) HostConnected() (bool, error) {
 	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.connected, nil
+	p.hostChecks++
+	ok, hook := p.connected, p.afterCheck
+	p.mu.Unlock()
+	if hook != nil {
+		hook(ok)
+	}
+	return ok, nil
 }
+
+func (p *simPort) WatchHost(on bool) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.watchErr != nil {
+		return p.watchErr
+	}
+	p.watching = on
+	return nil
+}
+
+func (p *simPort) HostEvents() <-chan os.Signal { return p.events }
 
 func (p *simPort) Interrupt() {
 	p.mu.Lock()
@@ -105,14 +141,27 @@ func (p *simPort) Close() error {
 	return nil
 }
 
+// raise sends a host event if the port is watched, as the kernel does;
+// p.mu is held.
+func (p *simPort) raise() {
+	if !p.watching {
+		return
+	}
+	select {
+	case p.events <- syscall.SIGIO:
+	default:
+	}
+}
+
 // Host side.
 
 func (p *simPort) setConnected(c bool) {
 	p.mu.Lock()
 	p.connected = c
 	if !c {
-		p.out.Reset()
+		p.partial = nil
 	}
+	p.raise()
 	p.cond.Broadcast()
 	p.mu.Unlock()
 }
@@ -120,24 +169,35 @@ func (p *simPort) setConnected(c bool) {
 func (p *simPort) send(s string) {
 	p.mu.Lock()
 	p.in = append(p.in, s...)
+	p.raise()
 	p.cond.Broadcast()
 	p.mu.Unlock()
 }
 
-func (p *simPort) recvLine() string {
+// spuriousEvent raises an event with no change (another port's SIGIO).
+func (p *simPort) spuriousEvent() {
 	p.mu.Lock()
-	defer p.mu.Unlock()
-	for !bytes.Contains(p.out.Bytes(), []byte("\n")) {
-		p.cond.Wait()
-	}
-	line, _ := p.out.ReadString('\n')
-	return strings.TrimSpace(line)
+	p.raise()
+	p.mu.Unlock()
 }
 
-func (p *simPort) eofReadCount() int {
+// recvLine returns the next line the agent wrote. The bound is not a speed
+// requirement: it turns a lost request into a failure instead of a hang.
+func (p *simPort) recvLine(t *testing.T) string {
+	t.Helper()
+	select {
+	case line := <-p.lines:
+		return strings.TrimSpace(line)
+	case <-time.After(10 * time.Second):
+		t.Fatal("no reply from the agent: the request was lost")
+		return ""
+	}
+}
+
+func (p *simPort) counts() (eofReads, hostChecks int) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return p.eofReads
+	return p.eofReads, p.hostChecks
 }
 
 // syncBuffer collects logs from several goroutines.
@@ -158,10 +218,22 @@ func (b *syncBuffer) String() string {
 	return b.b.String()
 }
 
-// testDevice returns a device whose sleeps are reported on the returned
-// channel and end when the test receives them, so the test paces the loop.
-func testDevice(opts DeviceOptions, logs *syncBuffer, open func(string) (port, error)) (*device, chan time.Duration) {
+// hostWait is one wait for a host event: the fallback delay asked for and
+// the timer's channel, which the test fires or leaves alone.
+type hostWait struct {
+	d    time.Duration
+	fire chan time.Time
+}
+
+// testDevice returns a device whose sleeps and host-event waits are reported
+// on the returned channels, so the test sees every turn of its loops. A
+// sleep ends when the test receives it; a wait's fallback timer fires only
+// when the test sends on it.
+func testDevice(ctx context.Context, opts DeviceOptions, logs *syncBuffer, open func(string) (port, error)) (*device, chan time.Duration, chan hostWait) {
 	sleeps := make(chan time.Duration)
+	// Buffered: a test that does not watch the waits is not held up (the
+	// timer is made before the wait's select, even when an event is ready).
+	waits := make(chan hostWait, 100)
 	d := &device{
 		opts: opts,
 		log:  slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
@@ -174,69 +246,96 @@ func testDevice(opts DeviceOptions, logs *syncBuffer, open func(string) (port, e
 				return false
 			}
 		},
+		after: func(dur time.Duration) <-chan time.Time {
+			w := hostWait{d: dur, fire: make(chan time.Time, 1)}
+			select {
+			case waits <- w:
+			case <-ctx.Done():
+			}
+			return w.fire
+		},
 	}
-	return d, sleeps
+	return d, sleeps, waits
 }
 
 const ping = `{"jsonrpc":"2.0","method":"ping","id":1}` + "\n"
 const pong = `{"jsonrpc":"2.0","result":"pong","id":1}`
 
-func TestDeviceWaitsForHostWithoutSpinning(t *testing.T) {
+// simDevice serves sim until the test ends.
+func simDevice(t *testing.T, sim *simPort) (d *device, sleeps chan time.Duration, waits chan hostWait, logs *syncBuffer, stop func()) {
+	t.Helper()
 	dir := t.TempDir()
 	portPath := filepath.Join(dir, "vport0p1")
 	touch(t, portPath)
-	sim := newSimPort()
+	logs = &syncBuffer{}
+	ctx, cancel := context.WithCancel(context.Background())
 	opens := 0
-	logs := &syncBuffer{}
-	d, sleeps := testDevice(DeviceOptions{Path: portPath}, logs, func(string) (port, error) {
+	d, sleeps, waits = testDevice(ctx, DeviceOptions{Path: portPath}, logs, func(string) (port, error) {
 		opens++
 		return sim, nil
 	})
-	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- d.serve(ctx, testServer(nil)) }()
-
-	// No host: the agent looks again after growing delays and reads the
-	// port's end of file at most once per look (never a hot loop).
-	wantDelays := []time.Duration{100 * time.Millisecond, 200 * time.Millisecond, 400 * time.Millisecond, 800 * time.Millisecond, time.Second, time.Second, time.Second}
-	for i, want := range wantDelays {
-		if got := <-sleeps; got != want {
-			t.Errorf("wait %d for the host: %v, want %v", i, got, want)
+	stopped := false
+	stop = func() {
+		if stopped {
+			return
+		}
+		stopped = true
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("serve: %v", err)
+		}
+		if opens != 1 {
+			t.Errorf("port opened %d times, want once (a second open gets EBUSY)", opens)
+		}
+		if !sim.closed {
+			t.Error("port not closed at shutdown")
 		}
 	}
-	if n := sim.eofReadCount(); n > len(wantDelays)+1 {
-		t.Errorf("%d reads at end of file over %d waits: the agent spins", n, len(wantDelays))
+	t.Cleanup(stop)
+	return d, sleeps, waits, logs, stop
+}
+
+func TestDeviceWaitsForHostEvents(t *testing.T) {
+	sim := newSimPort()
+	_, _, waits, logs, stop := simDevice(t, sim)
+
+	// No host: the agent checks once, then waits for a host event with a
+	// slow fallback timer, reading nothing.
+	w := <-waits
+	if w.d != hostEventFallback {
+		t.Errorf("wait for the host with a %v fallback, want %v", w.d, hostEventFallback)
+	}
+	// The fallback fires: one more check, and back to waiting.
+	w.fire <- time.Time{}
+	<-waits
+	// An event that changes nothing (SIGIO of another descriptor): the same.
+	sim.spuriousEvent()
+	<-waits
+	if eofReads, checks := sim.counts(); eofReads != 0 || checks != 3 {
+		t.Errorf("while no host: %d reads at end of file and %d checks over 2 wake-ups, want 0 and 3", eofReads, checks)
 	}
 
-	// A host connects: it is served.
+	// A host connects: its event ends the wait and it is served.
 	sim.setConnected(true)
-	<-sleeps // the wait that was in progress ends
 	sim.send(ping)
-	if got := sim.recvLine(); got != pong {
+	if got := sim.recvLine(t); got != pong {
 		t.Errorf("first host: got %s, want %s", got, pong)
 	}
 
-	// It goes away, a new one comes: same open port, served again.
+	// It goes away: the session ends at the port's end of file, and the
+	// agent waits for the next host on the same open port, without delay.
 	sim.setConnected(false)
-	if got := <-sleeps; got != 100*time.Millisecond {
-		t.Errorf("after the host left: wait %v, want 100ms", got)
-	}
+	<-waits
 	sim.setConnected(true)
-	<-sleeps
 	sim.send(ping)
-	if got := sim.recvLine(); got != pong {
+	if got := sim.recvLine(t); got != pong {
 		t.Errorf("second host: got %s, want %s", got, pong)
 	}
-
-	cancel()
-	if err := <-done; err != nil {
-		t.Errorf("serve: %v", err)
-	}
-	if opens != 1 {
-		t.Errorf("port opened %d times, want once (a second open gets EBUSY)", opens)
-	}
-	if !sim.closed {
-		t.Error("port not closed at shutdown")
+	stop()
+	if eofReads, _ := sim.counts(); eofReads != 1 {
+		t.Errorf("%d reads at end of file for one host leaving, want 1", eofReads)
 	}
 	out := logs.String()
 	for msg, want := range map[string]int{"Connected to virtio-serial device": 2, "Connection lost, retrying...": 1} {
@@ -246,13 +345,121 @@ func TestDeviceWaitsForHostWithoutSpinning(t *testing.T) {
 	}
 }
 
+// TestDeviceRequestAtConnectIsServed connects a host and sends its first
+// request just after the agent found no host and before it waits: the
+// request must be answered, not taken for what a departed host left.
+func TestDeviceRequestAtConnectIsServed(t *testing.T) {
+	tests := []struct {
+		name     string
+		leftover string // bytes a departed host left in the port
+	}{
+		{"clean port", ""},
+		{"fragment from the last host", `{"jsonrpc":"2.0","meth`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			sim := newSimPort()
+			sim.in = []byte(tt.leftover)
+			var once sync.Once
+			sim.afterCheck = func(connected bool) {
+				if !connected {
+					once.Do(func() {
+						sim.setConnected(true)
+						sim.send("\xff" + ping) // a client starts with 0xFF
+					})
+				}
+			}
+			simDevice(t, sim)
+			if got := sim.recvLine(t); got != pong {
+				t.Errorf("got %s, want %s", got, pong)
+			}
+		})
+	}
+}
+
+// TestDevicePollsWithoutHostEvents: a port that cannot signal is polled with
+// a backoff, never in a hot loop, and a host that comes is still served.
+func TestDevicePollsWithoutHostEvents(t *testing.T) {
+	want := []time.Duration{100 * time.Millisecond, 200 * time.Millisecond, 400 * time.Millisecond, 800 * time.Millisecond, time.Second, time.Second}
+	sim := newSimPort()
+	sim.watchErr = errors.New("fasync not supported")
+	checks := 0
+	sim.afterCheck = func(bool) {
+		// The host comes after the check that starts the last poll.
+		if checks++; checks == len(want) {
+			sim.setConnected(true)
+		}
+	}
+	_, sleeps, _, _, _ := simDevice(t, sim)
+	for i, w := range want {
+		if got := <-sleeps; got != w {
+			t.Errorf("poll %d for the host after %v, want %v", i, got, w)
+		}
+	}
+	sim.send(ping)
+	if got := sim.recvLine(t); got != pong {
+		t.Errorf("got %s, want %s", got, pong)
+	}
+	if eofReads, checks := sim.counts(); eofReads != 0 || checks != len(want)+1 {
+		t.Errorf("%d reads at end of file and %d checks over %d polls, want 0 and %d", eofReads, checks, len(want), len(want)+1)
+	}
+}
+
+// TestDeviceEmptySessions covers sessions that end without a byte.
+func TestDeviceEmptySessions(t *testing.T) {
+	t.Run("host comes and goes without a word", func(t *testing.T) {
+		// The agent had waited for each host: no delay after the
+		// session (a sleep would block this test's loop and lose the
+		// ping), and the next wait blocks until the next host.
+		const visits = 3
+		sim := newSimPort()
+		left := 0
+		sim.afterCheck = func(connected bool) {
+			if connected && left < visits {
+				left++
+				sim.setConnected(false) // gone before the session reads
+			}
+		}
+		_, _, waits, _, _ := simDevice(t, sim)
+		for range visits {
+			<-waits
+			sim.setConnected(true)
+		}
+		<-waits
+		sim.setConnected(true)
+		sim.send(ping)
+		if got := sim.recvLine(t); got != pong {
+			t.Errorf("got %s, want %s", got, pong)
+		}
+		if eofReads, _ := sim.counts(); eofReads != visits {
+			t.Errorf("%d reads at end of file for %d empty sessions, want one each", eofReads, visits)
+		}
+	})
+	t.Run("port claims a host but reads end of file", func(t *testing.T) {
+		// The wait returns at once and every session ends at once: the
+		// sessions are paced by a backoff instead of looping hot.
+		sim := newSimPort()
+		sim.connected, sim.liar = true, true
+		_, sleeps, _, _, _ := simDevice(t, sim)
+		want := []time.Duration{100 * time.Millisecond, 200 * time.Millisecond, 400 * time.Millisecond, 800 * time.Millisecond, time.Second, time.Second}
+		for i, w := range want {
+			if got := <-sleeps; got != w {
+				t.Errorf("empty session %d: next after %v, want %v", i, got, w)
+			}
+		}
+		if eofReads, _ := sim.counts(); eofReads > len(want)+1 {
+			t.Errorf("%d reads at end of file over %d paced sessions: the agent spins", eofReads, len(want))
+		}
+	})
+}
+
 func TestDeviceNotFound(t *testing.T) {
 	logs := &syncBuffer{}
-	d, sleeps := testDevice(DeviceOptions{DevRoot: t.TempDir(), SysRoot: t.TempDir()}, logs, func(string) (port, error) {
+	ctx, cancel := context.WithCancel(context.Background())
+	d, sleeps, _ := testDevice(ctx, DeviceOptions{DevRoot: t.TempDir(), SysRoot: t.TempDir()}, logs, func(string) (port, error) {
 		t.Error("open called without a port")
 		return nil, errors.New("no")
 	})
-	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- d.serve(ctx, testServer(nil)) }()
 	var got []time.Duration
@@ -295,8 +502,8 @@ func TestDeviceUnixSocketClient(t *testing.T) {
 	}
 	defer ln.Close()
 	logs := &syncBuffer{}
-	d, sleeps := testDevice(DeviceOptions{Path: path}, logs, nil)
 	ctx, cancel := context.WithCancel(context.Background())
+	d, sleeps, _ := testDevice(ctx, DeviceOptions{Path: path}, logs, nil)
 	done := make(chan error, 1)
 	go func() { done <- d.serve(ctx, testServer(nil)) }()
 

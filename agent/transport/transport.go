@@ -7,8 +7,9 @@
 // returns 0 at once, again and again, and poll() reports POLLIN|POLLHUP, so
 // naive code spins; a blocking write waits for a host; a second open fails
 // with EBUSY, so the port is opened once and kept. This package waits for a
-// host with a backoff that costs no measurable CPU, serves one session per
-// host connection, and never exits because the port is missing.
+// host by sleeping until the driver's SIGIO (O_ASYNC, only while no host is
+// there) says one came, so an idle agent does not wake; it serves one
+// session per host connection and never exits because the port is missing.
 package transport
 
 import (
