@@ -93,14 +93,29 @@ func (lr *lineReader) next() ([]byte, lineKind, error) {
 	}
 }
 
-// grow makes room for n more bytes in the scratch buffer, doubling it but
-// never beyond the line limit.
+// Growth of the scratch buffer: it doubles up to jumpFrom; a line longer
+// than that is almost always a file_write near the size limit, so the buffer
+// then grows to the line limit at once (when the limit is at most jumpMax),
+// instead of doubling again: every doubling holds the old and the new buffer
+// at the same time, so the last one of a 14 MB line would hold 8 + 16 MB.
+// Pages of the buffer that the line does not reach are mostly never touched.
+const (
+	jumpFrom = 1 << 20
+	jumpMax  = 64 << 20
+)
+
+// grow makes room for n more bytes in the scratch buffer, never beyond the
+// line limit.
 func (lr *lineReader) grow(n int) {
 	need := len(lr.scratch) + n
 	if need <= cap(lr.scratch) {
 		return
 	}
-	c := min(max(2*cap(lr.scratch), need, 4096), lr.max)
+	c := max(2*cap(lr.scratch), need, 4096)
+	if c > jumpFrom && lr.max <= jumpMax {
+		c = lr.max
+	}
+	c = min(c, lr.max)
 	b := make([]byte, len(lr.scratch), c)
 	copy(b, lr.scratch)
 	lr.scratch = b

@@ -127,3 +127,29 @@ func TestLineReaderNoCopyForShortLines(t *testing.T) {
 		t.Errorf("a short line was copied into the scratch buffer")
 	}
 }
+
+func TestLineReaderLongLineGrowth(t *testing.T) {
+	// A line past jumpFrom is assembled in one buffer of the line limit
+	// when the limit is small enough (no doubling that would hold two big
+	// buffers at once), and by doubling otherwise; either way it is whole.
+	for _, tc := range []struct {
+		name    string
+		max     int
+		wantCap func(c int) bool
+	}{
+		{"jumps to the limit", 3 << 20, func(c int) bool { return c == 3<<20 }},
+		{"doubles under a huge limit", jumpMax + 1, func(c int) bool { return c <= 4<<20 }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			const n = 2<<20 + 17
+			lr := newLineReader(&endless{n: n, tail: strings.NewReader("\n")}, tc.max)
+			line, kind, err := lr.next()
+			if err != nil || kind != lineComplete || len(line) != n || bytes.Count(line, []byte{'x'}) != n {
+				t.Fatalf("next = %d bytes, %v, %v; want the whole %d-byte line", len(line), kind, err, n)
+			}
+			if c := cap(lr.scratch); !tc.wantCap(c) {
+				t.Errorf("scratch capacity %d for a %d-byte line under a limit of %d", c, n, tc.max)
+			}
+		})
+	}
+}

@@ -20,6 +20,7 @@ import (
 	"net"
 	"runtime/debug"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/kvmmanager/guest-agent/agent/protocol"
@@ -320,6 +321,7 @@ type call struct {
 	params json.RawMessage
 	id     []byte // nil for a notification
 	notify bool
+	big    bool   // the request line was over bigRequest bytes
 	b      *batch // nil unless part of a batch
 	part   int    // index in b.parts
 
@@ -373,6 +375,7 @@ func (c *conn) single(obj []byte, owned bool) {
 	case perr != nil:
 		c.reply(id, perr)
 	case cl != nil:
+		cl.big = len(obj) > bigRequest
 		c.start(cl)
 	}
 }
@@ -413,9 +416,11 @@ func (cl *call) run() {
 		cl.b.finish(cl, result, perr)
 		return
 	}
+	big := cl.big
 	if raw, ok := result.(RawResult); ok && !cl.notify && perr == nil && len(raw) > rawResultInline {
 		head, tail := responseParts(cl.id)
 		c.write(head, raw, tail)
+		big = big || len(raw) > bigRequest
 	} else if !cl.notify {
 		buf := getBuf()
 		buf.appendResponse(cl.id, result, perr)
@@ -424,6 +429,32 @@ func (cl *call) run() {
 		putBuf(buf)
 	}
 	cl.runHooks()
+	if big {
+		cl.params, result = nil, nil
+		releaseMemory()
+	}
+}
+
+// bigRequest is the size of a request line or of a raw result (a file_write,
+// a file_read) past which the memory it held is handed back to the OS once
+// its response is written.
+const bigRequest = 1 << 20
+
+// releasing is set while releaseMemory runs.
+var releasing atomic.Bool
+
+// releaseMemory collects the garbage and returns the free memory to the OS
+// at once. Without it a multi-megabyte buffer just dropped stays in the heap
+// until the next collection, which a quiet agent may not run for a long time,
+// and the next big request then allocates its buffer beside it: the agent's
+// peak would be two big requests instead of one, and its pages would stay
+// resident between requests. One collection at a time: the requests that
+// end meanwhile are covered by the next one, or by the runtime's own.
+func releaseMemory() {
+	if releasing.CompareAndSwap(false, true) {
+		debug.FreeOSMemory()
+		releasing.Store(false)
+	}
 }
 
 // invoke calls the handler, turning a panic into an internal error.
