@@ -44,11 +44,12 @@ const versionPkg = "github.com/kvmmanager/guest-agent/agent/version"
 
 // Options configure Build.
 type Options struct {
-	Root    string       // module root
-	Dist    string       // output root; binaries go to Dist/bin/linux-<arch>/<name>
-	Info    version.Info // identity stamped into the binaries
-	Arches  []string     // default Arches
-	Notices func(string) // receives notices about skipped commands (may be nil)
+	Root     string       // module root
+	Dist     string       // output root; binaries go to Dist/bin/linux-<arch>/<name>
+	Info     version.Info // identity stamped into the binaries
+	Arches   []string     // default Arches
+	Commands []Command    // commands to build; nil builds every present command
+	Notices  func(string) // receives notices about skipped commands (may be nil)
 }
 
 // Binary is one built executable.
@@ -95,9 +96,12 @@ func Build(ctx context.Context, opts Options) ([]Binary, error) {
 	if len(arches) == 0 {
 		arches = Arches
 	}
-	cmds, err := Present(opts.Root, opts.Notices)
-	if err != nil {
-		return nil, err
+	cmds := opts.Commands
+	if cmds == nil {
+		var err error
+		if cmds, err = Present(opts.Root, opts.Notices); err != nil {
+			return nil, err
+		}
 	}
 	var out []Binary
 	for _, c := range cmds {

@@ -5,12 +5,14 @@ package packages
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/goreleaser/nfpm/v2"
@@ -76,18 +78,28 @@ func Build(ctx context.Context, opts Options) ([]Package, error) {
 	}
 	defer os.RemoveAll(staging)
 
-	var out []Package
+	// The packages are independent (each is written to a temporary file of
+	// its own and renamed): build them in parallel.
+	type job struct{ format, arch string }
+	var jobs []job
 	for _, arch := range arches {
 		for _, format := range formats {
-			if err := ctx.Err(); err != nil {
-				return nil, err
-			}
-			p, err := buildOne(opts, staging, format, arch)
-			if err != nil {
-				return nil, err
-			}
-			out = append(out, p)
+			jobs = append(jobs, job{format, arch})
 		}
+	}
+	out := make([]Package, len(jobs))
+	errs := make([]error, len(jobs))
+	var wg sync.WaitGroup
+	for i, j := range jobs {
+		wg.Go(func() {
+			if errs[i] = ctx.Err(); errs[i] == nil {
+				out[i], errs[i] = buildOne(opts, staging, j.format, j.arch)
+			}
+		})
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
 	}
 	return out, nil
 }

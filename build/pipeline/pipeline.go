@@ -108,45 +108,76 @@ func ISO(ctx context.Context, opts Options) (string, error) {
 	return p, err
 }
 
+// binaries builds the commands whose sources changed. Each command has a
+// stamp of its own over the files it is built from (its package and the
+// module packages it imports), so that an edit of the agent does not relink
+// the host CLI and the reverse. It returns the binaries and the agent's key,
+// which is what the packages are built from.
 func (r *run) binaries(ctx context.Context) ([]binaries.Binary, string, error) {
 	cmds, err := binaries.Present(r.opts.Root, func(s string) { fmt.Fprintf(r.out, "notice: %s\n", s) })
 	if err != nil {
 		return nil, "", err
 	}
-	var want []binaries.Binary
-	var outputs []string
-	var names []string
-	for _, c := range cmds {
-		names = append(names, c.Name+"="+c.Package)
-		for _, a := range binaries.Arches {
-			p := binaries.Path(r.opts.Dist, a, c.Name)
-			want = append(want, binaries.Binary{Command: c, Arch: a, Path: p})
-			outputs = append(outputs, p)
-		}
-	}
-	src, err := hashGoSources(r.opts.Root, r.opts.Dist)
+	module, err := modulePath(r.opts.Root)
 	if err != nil {
 		return nil, "", err
 	}
-	key := hashStrings("binaries/1", r.info.Version, r.info.Commit, fmt.Sprint(r.info.SourceDateEpoch),
-		runtime.Version(), fmt.Sprint(names), src)
-	st := stampPath(r.opts.Dist, "binaries")
-	if upToDate(st, key, outputs) {
-		r.report(outputs, 0, true)
-		return want, key, nil
+	type step struct {
+		cmd     binaries.Command
+		key, st string
+		outputs []string
 	}
-	removeStamp(st)
-	bins, err := binaries.Build(ctx, binaries.Options{Root: r.opts.Root, Dist: r.opts.Dist, Info: r.info})
+	var (
+		want     []binaries.Binary
+		stale    []binaries.Command
+		steps    []step
+		agentKey string
+	)
+	for _, c := range cmds {
+		srcs, err := commandSources(r.opts.Root, module, c.Package, binaries.Arches)
+		if err != nil {
+			return nil, "", err
+		}
+		src, err := hashFiles(r.opts.Root, append([]string{"go.mod", "go.sum"}, srcs...))
+		if err != nil {
+			return nil, "", err
+		}
+		s := step{cmd: c, st: stampPath(r.opts.Dist, "binary-"+c.Name),
+			key: hashStrings("binary/2", r.info.Version, r.info.Commit, fmt.Sprint(r.info.SourceDateEpoch),
+				runtime.Version(), fmt.Sprint(binaries.Arches), c.Name+"="+c.Package, src)}
+		for _, a := range binaries.Arches {
+			p := binaries.Path(r.opts.Dist, a, c.Name)
+			want = append(want, binaries.Binary{Command: c, Arch: a, Path: p})
+			s.outputs = append(s.outputs, p)
+		}
+		if c.Name == binaries.Agent.Name {
+			agentKey = s.key
+		}
+		if upToDate(s.st, s.key, s.outputs) {
+			r.report(s.outputs, 0, true)
+			continue
+		}
+		removeStamp(s.st)
+		stale = append(stale, c)
+		steps = append(steps, s)
+	}
+	removeStamp(stampPath(r.opts.Dist, "binaries")) // the one stamp of earlier versions
+	if len(stale) == 0 {
+		return want, agentKey, nil
+	}
+	bins, err := binaries.Build(ctx, binaries.Options{Root: r.opts.Root, Dist: r.opts.Dist, Info: r.info, Commands: stale})
 	if err != nil {
 		return nil, "", err
 	}
 	for _, b := range bins {
 		r.line(b.Path, b.Duration, false)
 	}
-	if err := writeStamp(st, key, outputs); err != nil {
-		return nil, "", err
+	for _, s := range steps {
+		if err := writeStamp(s.st, s.key, s.outputs); err != nil {
+			return nil, "", err
+		}
 	}
-	return bins, key, nil
+	return want, agentKey, nil
 }
 
 func (r *run) packages(ctx context.Context) ([]packages.Package, map[string]string, string, error) {

@@ -11,7 +11,6 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
-	"strings"
 )
 
 // A stamp records, for one step, the hash of its inputs and the size and
@@ -166,41 +165,6 @@ func hashTree(root string, dirs []string) (string, error) {
 		if err != nil {
 			return "", fmt.Errorf("list inputs under %s: %w", filepath.Join(root, d), err)
 		}
-	}
-	return hashFiles(root, rels)
-}
-
-// hashGoSources hashes go.mod, go.sum and every non-test .go file of the
-// module outside dist (the agent, the build logic, anything they import).
-func hashGoSources(root, dist string) (string, error) {
-	rels := []string{"go.mod", "go.sum"}
-	err := filepath.WalkDir(root, func(p string, e fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		if e.IsDir() {
-			name := e.Name()
-			if p != root && (strings.HasPrefix(name, ".") || name == "testdata" || name == "node_modules" || p == dist || p == filepath.Join(root, "dist")) {
-				return filepath.SkipDir
-			}
-			if p != root {
-				if _, err := os.Stat(filepath.Join(p, "go.mod")); err == nil {
-					return filepath.SkipDir // another module
-				}
-			}
-			return nil
-		}
-		if e.Type().IsRegular() && strings.HasSuffix(p, ".go") && !strings.HasSuffix(p, "_test.go") {
-			rel, err := filepath.Rel(root, p)
-			if err != nil {
-				return err
-			}
-			rels = append(rels, rel)
-		}
-		return nil
-	})
-	if err != nil {
-		return "", fmt.Errorf("list Go sources under %s: %w", root, err)
 	}
 	return hashFiles(root, rels)
 }
