@@ -4,11 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"log/slog"
 	"net"
 	"os"
+	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -23,8 +23,8 @@ const (
 	// case an event is never delivered: the latency a host would see then.
 	hostEventFallback = 30 * time.Second
 	// A port that cannot deliver host events is polled from 100 ms up to
-	// 1 s. The same delays pace sessions that end at once without a byte
-	// while the port claims a host is there, so the loop is never hot.
+	// 1 s. The same delays pace reads and writes that keep finding the
+	// host gone while the port claims one is there, so no loop is hot.
 	hostWaitMin = 100 * time.Millisecond
 	hostWaitMax = time.Second
 )
@@ -170,9 +170,10 @@ func isSocket(path string) bool {
 	return err == nil && fi.Mode().Type() == fs.ModeSocket
 }
 
-// servePort opens the port once and serves one session per host
-// connection. It returns when the port fails (the error) or ctx ends.
-// served reports whether any host sent data.
+// servePort opens the port once and serves it as one stream for as long as
+// it works, whichever hosts come and go (see portConn). It returns when the
+// port fails (the error) or ctx ends. served reports whether any host sent
+// data.
 func (d *device) servePort(ctx context.Context, path string, srv Server) (served bool, err error) {
 	p, err := d.open(path)
 	if err != nil {
@@ -180,45 +181,17 @@ func (d *device) servePort(ctx context.Context, path string, srv Server) (served
 	}
 	defer p.Close()
 	d.log.Info("Connected to virtio-serial device", "path", path)
-
-	// empty paces sessions that end without a byte although the port said
-	// a host was there when the wait began: a host that keeps coming and
-	// going without a word, or a port whose end of file and hang-up state
-	// disagree. Either would otherwise loop hot.
-	empty := backoff{min: hostWaitMin, max: hostWaitMax}
-	for lost := false; ; lost = true {
-		waited, err := d.waitHost(ctx, p)
-		if err != nil {
-			if ctx.Err() != nil {
-				return served, nil
-			}
-			return served, fmt.Errorf("wait for host on %s: %w", path, err)
-		}
-		if lost {
-			d.log.Info("Connected to virtio-serial device", "path", path)
-		}
-		c := &portConn{p: p}
-		err = srv.ServeConn(ctx, c)
-		p.ClearInterrupt()
-		if ctx.Err() != nil {
-			return served, nil
-		}
-		if err != nil && !errors.Is(err, errHostGone) {
-			return served, err // the port itself failed: reopen it
-		}
-		d.log.Info("Connection lost, retrying...", "path", path)
-		switch {
-		case c.read.Load() > 0:
-			served = true
-			empty.reset()
-		case waited:
-			// The host arrived while we waited and left without a
-			// word: the next wait blocks until another one comes.
-			empty.reset()
-		case !d.sleep(ctx, empty.next()):
-			return served, nil
-		}
+	c := newPortConn(ctx, d, p, path)
+	defer c.stopReading()
+	err = srv.ServeConn(ctx, c)
+	served = c.read.Load() > 0
+	if ctx.Err() != nil {
+		return served, nil
 	}
+	if err == nil {
+		err = errors.New("the session on the port ended")
+	}
+	return served, err
 }
 
 // waitHost returns once a host has the port open; waited reports whether it
@@ -226,7 +199,7 @@ func (d *device) servePort(ctx context.Context, path string, srv Server) (served
 // once and polls as POLLIN|POLLHUP, so it cannot be waited on with poll:
 // waitHost sleeps until the port's next host event (SIGIO), with a slow
 // timer in case an event is lost. It reads nothing: a request that arrives
-// with the host belongs to the next session, and bytes a departed host left
+// with the host is read once it returns, and bytes a departed host left
 // behind are dropped by the 0xFF a client sends first on each connection.
 func (d *device) waitHost(ctx context.Context, p port) (waited bool, err error) {
 	events := p.HostEvents()
@@ -274,17 +247,42 @@ func (d *device) waitHost(ctx context.Context, p port) (waited bool, err error) 
 	}
 }
 
-// portConn is one host session on a port: end of file when the host goes
-// away, and a write error instead of a write blocked until the next host.
+// portConn is the stream of an open port, across host connections.
+//
+// A host's departure cannot end a session: the driver learns of hosts coming
+// and going on a control queue it processes in a work queue, and of data on
+// the port's own queue at interrupt time, so the first request of a new host
+// can be read before the end of file that says the previous host left, and
+// its reply may be ready while the port still says no host is there. So
+// reads go on after an end of file once a host is back, and a write that
+// finds no host waits for the next one instead of failing. Requests of a
+// departed host run to completion and their replies go to the next host,
+// which tells them apart by id (hosts resynchronise with 0xFF and sync).
 type portConn struct {
-	p       port
-	stopped atomic.Bool
-	read    atomic.Int64
+	d    *device
+	p    port
+	path string
+	// ctx bounds writes waiting for a host; rctx, cancelled by
+	// SetReadDeadline, also bounds reads.
+	ctx, rctx   context.Context
+	cancelReads context.CancelFunc
+	read        atomic.Int64
+	hostSeen    atomic.Bool // a host was there: its departure is logged
+
+	mu      sync.Mutex
+	waiting chan struct{} // closed when the wait for a host in progress ends
+}
+
+func newPortConn(ctx context.Context, d *device, p port, path string) *portConn {
+	rctx, cancel := context.WithCancel(ctx)
+	return &portConn{d: d, p: p, path: path, ctx: ctx, rctx: rctx, cancelReads: cancel}
 }
 
 func (c *portConn) Read(b []byte) (int, error) {
+	pace := backoff{min: hostWaitMin, max: hostWaitMax}
+	spun := false
 	for {
-		if c.stopped.Load() {
+		if c.rctx.Err() != nil {
 			return 0, os.ErrDeadlineExceeded
 		}
 		n, err := c.p.Read(b)
@@ -293,18 +291,31 @@ func (c *portConn) Read(b []byte) (int, error) {
 			if err := c.p.WaitRead(); err != nil && !errors.Is(err, errInterrupted) {
 				return 0, err
 			}
+			continue
 		case err != nil:
 			return 0, err
-		case n == 0:
-			return 0, io.EOF // the host disconnected
-		default:
+		case n > 0:
 			c.read.Add(int64(n))
+			c.hostSeen.Store(true)
 			return n, nil
+		}
+		// End of file: no host. Go on reading once one is there.
+		waited, err := c.awaitHost(c.rctx)
+		if err != nil {
+			if c.rctx.Err() != nil {
+				return 0, os.ErrDeadlineExceeded
+			}
+			return 0, err
+		}
+		if err := c.pace(c.rctx, waited, &spun, &pace); err != nil {
+			return 0, os.ErrDeadlineExceeded
 		}
 	}
 }
 
 func (c *portConn) Write(b []byte) (int, error) {
+	pace := backoff{min: hostWaitMin, max: hostWaitMax}
+	spun := false
 	written := 0
 	for written < len(b) {
 		n, err := c.p.Write(b[written:])
@@ -315,14 +326,82 @@ func (c *portConn) Write(b []byte) (int, error) {
 			if err != nil {
 				return written, err
 			}
-			if hup {
-				return written, errHostGone
+			if !hup {
+				continue
+			}
+			// No host: the reply is for the next one (it may be the
+			// host that sent the request, seen to leave too late).
+			waited, err := c.awaitHost(c.ctx)
+			if err != nil {
+				return written, fmt.Errorf("%w: %w", errHostGone, err)
+			}
+			if err := c.pace(c.ctx, waited, &spun, &pace); err != nil {
+				return written, fmt.Errorf("%w: %w", errHostGone, err)
 			}
 		case err != nil:
 			return written, err
+		default:
+			spun = false
+			pace.reset()
 		}
 	}
 	return written, nil
+}
+
+// pace keeps a port whose end of file or hang-up disagrees with its host
+// state from looping hot: after a wait for a host that found one at once,
+// a second such turn in the same call sleeps with a backoff. A host that
+// left and is already back (a fast reconnect) is not delayed.
+func (c *portConn) pace(ctx context.Context, waited bool, spun *bool, bo *backoff) error {
+	switch {
+	case waited:
+		*spun = false
+		bo.reset()
+	case !*spun:
+		*spun = true
+	case !c.d.sleep(ctx, bo.next()):
+		return ctx.Err()
+	}
+	return nil
+}
+
+// awaitHost returns once a host has the port, or ctx ends; waited reports
+// whether it had to wait. Read and Write may both find the host gone: one of
+// them waits (waitHost owns the port's host events), the other waits for
+// that wait to end and then tries again.
+func (c *portConn) awaitHost(ctx context.Context) (waited bool, err error) {
+	c.mu.Lock()
+	if w := c.waiting; w != nil {
+		c.mu.Unlock()
+		select {
+		case <-w:
+			return true, nil
+		case <-ctx.Done():
+			return true, ctx.Err()
+		}
+	}
+	w := make(chan struct{})
+	c.waiting = w
+	c.mu.Unlock()
+	defer func() {
+		c.mu.Lock()
+		c.waiting = nil
+		c.mu.Unlock()
+		close(w)
+	}()
+
+	seen := c.hostSeen.Load()
+	if seen {
+		c.d.log.Info("Connection lost, retrying...", "path", c.path)
+	}
+	waited, err = c.d.waitHost(ctx, c.p)
+	if err == nil {
+		if seen {
+			c.d.log.Info("Connected to virtio-serial device", "path", c.path)
+		}
+		c.hostSeen.Store(true)
+	}
+	return waited, err
 }
 
 // SetReadDeadline supports what the server needs: a deadline in the past
@@ -331,13 +410,14 @@ func (c *portConn) SetReadDeadline(t time.Time) error {
 	if t.After(time.Now()) {
 		return errors.New("virtio-serial port: read deadlines in the future are not supported")
 	}
-	c.stopped.Store(true)
-	c.p.Interrupt()
+	c.stopReading()
 	return nil
 }
 
-// EOFHangsUp tells the server that end of input means the host left.
-func (c *portConn) EOFHangsUp() bool { return true }
+func (c *portConn) stopReading() {
+	c.cancelReads()
+	c.p.Interrupt()
+}
 
 // serveSocket dials a unix socket standing in for the port and serves it
 // until it closes.
