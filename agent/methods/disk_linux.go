@@ -1,14 +1,14 @@
 package methods
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
+	"io/fs"
 	"math/bits"
-	"os"
 	"strings"
+	"sync"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -37,6 +37,36 @@ type statfsFunc func(path string, st *unix.Statfs_t) error
 
 func defaultStatfs(path string, st *unix.Statfs_t) error { return unix.Statfs(path, st) }
 
+// mountinfoBufs hold the bytes of /proc/self/mountinfo between calls, so
+// that reading it allocates nothing once the buffer has grown to its size.
+var mountinfoBufs = sync.Pool{New: func() any { b := make([]byte, 0, 8<<10); return &b }}
+
+// readFileInto is readSmallFile reading into buf (grown as needed), which
+// the caller keeps for the next call.
+func readFileInto(path string, buf []byte) ([]byte, error) {
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC|unix.O_NOCTTY, 0)
+	if err != nil {
+		return buf, &fs.PathError{Op: "open", Path: path, Err: err}
+	}
+	defer unix.Close(fd)
+	for {
+		if len(buf) == cap(buf) {
+			buf = append(buf, 0)[:len(buf)]
+		}
+		n, err := unix.Read(fd, buf[len(buf):cap(buf)])
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return buf, &fs.PathError{Op: "read", Path: path, Err: err}
+		}
+		if n == 0 {
+			return buf, nil
+		}
+		buf = buf[:len(buf)+n]
+	}
+}
+
 // mountEntry is one line of /proc/self/mountinfo.
 type mountEntry struct {
 	devID      string // major:minor
@@ -52,7 +82,10 @@ func (s *Service) diskUsage(ctx context.Context, params json.RawMessage) (any, e
 		return nil, err
 	}
 	p := s.hostPath("/proc/self/mountinfo")
-	data, err := os.ReadFile(p)
+	bp := mountinfoBufs.Get().(*[]byte)
+	defer mountinfoBufs.Put(bp)
+	data, err := readFileInto(p, (*bp)[:0])
+	*bp = data[:0]
 	if err != nil {
 		return nil, protocol.Errorf(protocol.CodeInternalError, "read %s: %v", p, err)
 	}
@@ -150,19 +183,24 @@ func usedPercent(used, avail uint64) float64 {
 
 // parseMountinfo parses proc(5)'s mountinfo lines:
 // "36 35 98:0 /mnt1 /mnt2 rw,noatime master:1 - ext3 /dev/root rw,errors=continue".
+// It splits the bytes in place; only the four fields kept become strings.
 func parseMountinfo(data []byte) ([]mountEntry, error) {
-	var out []mountEntry
-	sc := bufio.NewScanner(bytes.NewReader(data))
-	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
-	for sc.Scan() {
-		line := sc.Text()
-		if line == "" {
+	out := make([]mountEntry, 0, bytes.Count(data, []byte{'\n'})+1)
+	var fields [24][]byte
+	for len(data) > 0 {
+		line := data
+		if i := bytes.IndexByte(data, '\n'); i >= 0 {
+			line, data = data[:i], data[i+1:]
+		} else {
+			data = nil
+		}
+		f := splitFields(line, fields[:0])
+		if len(f) == 0 {
 			continue
 		}
-		f := strings.Fields(line)
 		sep := -1
 		for i := 6; i < len(f); i++ {
-			if f[i] == "-" {
+			if len(f[i]) == 1 && f[i][0] == '-' {
 				sep = i
 				break
 			}
@@ -171,20 +209,39 @@ func parseMountinfo(data []byte) ([]mountEntry, error) {
 			return nil, fmt.Errorf("malformed line %q", line)
 		}
 		out = append(out, mountEntry{
-			devID:      f[2],
+			devID:      string(f[2]),
 			mountPoint: unescapeOctal(f[4]),
 			fsType:     unescapeOctal(f[sep+1]),
 			source:     unescapeOctal(f[sep+2]),
 		})
 	}
-	return out, sc.Err()
+	return out, nil
+}
+
+// splitFields appends the space- or tab-separated fields of line to f.
+func splitFields(line []byte, f [][]byte) [][]byte {
+	start := -1
+	for i, c := range line {
+		if c == ' ' || c == '\t' || c == '\r' {
+			if start >= 0 {
+				f = append(f, line[start:i])
+				start = -1
+			}
+		} else if start < 0 {
+			start = i
+		}
+	}
+	if start >= 0 {
+		f = append(f, line[start:])
+	}
+	return f
 }
 
 // unescapeOctal undoes the kernel's \ooo escapes (space \040, tab \011,
-// newline \012, backslash \134).
-func unescapeOctal(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
+// newline \012, backslash \134) and returns the field as a string.
+func unescapeOctal(s []byte) string {
+	if bytes.IndexByte(s, '\\') < 0 {
+		return string(s)
 	}
 	var b strings.Builder
 	for i := 0; i < len(s); i++ {
