@@ -411,12 +411,12 @@ func TestDevicePollsWithoutHostEvents(t *testing.T) {
 	}
 }
 
-// TestDeviceEmptySessions covers sessions that end without a byte.
-func TestDeviceEmptySessions(t *testing.T) {
+// TestDeviceHostGoneWithoutData covers ends of file with no data between.
+func TestDeviceHostGoneWithoutData(t *testing.T) {
 	t.Run("host comes and goes without a word", func(t *testing.T) {
-		// The agent had waited for each host: no delay after the
-		// session (a sleep would block this test's loop and lose the
-		// ping), and the next wait blocks until the next host.
+		// The agent had waited for each host: no delay after it leaves
+		// (a sleep would block this test's loop and lose the ping), and
+		// the next wait blocks until the next host.
 		const visits = 3
 		sim := newSimPort()
 		left := 0
@@ -442,19 +442,20 @@ func TestDeviceEmptySessions(t *testing.T) {
 		}
 	})
 	t.Run("port claims a host but reads end of file", func(t *testing.T) {
-		// The wait returns at once and every session ends at once: the
-		// sessions are paced by a backoff instead of looping hot.
+		// The wait for a host returns at once and the next read is at end
+		// of file again: after one free turn, reads are paced by a
+		// backoff instead of looping hot.
 		sim := newSimPort()
 		sim.connected, sim.liar = true, true
 		_, sleeps, _, _, _ := simDevice(t, sim)
 		want := []time.Duration{100 * time.Millisecond, 200 * time.Millisecond, 400 * time.Millisecond, 800 * time.Millisecond, time.Second, time.Second}
 		for i, w := range want {
 			if got := <-sleeps; got != w {
-				t.Errorf("empty session %d: next after %v, want %v", i, got, w)
+				t.Errorf("end of file %d: next read after %v, want %v", i, got, w)
 			}
 		}
-		if eofReads, _ := sim.counts(); eofReads > len(want)+1 {
-			t.Errorf("%d reads at end of file over %d paced sessions: the agent spins", eofReads, len(want))
+		if eofReads, _ := sim.counts(); eofReads > len(want)+2 { // one free turn, one after the last sleep
+			t.Errorf("%d reads at end of file over %d paced turns: the agent spins", eofReads, len(want))
 		}
 	})
 }
