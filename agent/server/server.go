@@ -118,15 +118,6 @@ func New(handlers map[string]Handler, opts Options) *Server {
 // MaxLineBytes returns the line limit in force.
 func (s *Server) MaxLineBytes() int { return s.maxLine }
 
-// EOFHangup is implemented by connections on which the end of input means
-// that the peer has gone and will read no reply: a virtio-serial port whose
-// host disconnected. ServeConn then cancels the requests still running. On
-// other connections (sockets) end of input may be a half-close, so the
-// running requests finish and their replies are written.
-type EOFHangup interface {
-	EOFHangsUp() bool
-}
-
 // readDeadliner is implemented by connections whose blocked Read can be
 // interrupted (net.Conn, os.File, the virtio-serial port).
 type readDeadliner interface {
@@ -155,10 +146,9 @@ func (s *Server) ServeConn(ctx context.Context, rw io.ReadWriter) error {
 	cancelled := false
 	select {
 	case readErr = <-readDone:
+		// End of input may be a half-close: the running requests finish
+		// and their replies are written.
 		c.stopReading()
-		if h, ok := rw.(EOFHangup); ok && readErr == nil && h.EOFHangsUp() {
-			c.cancel()
-		}
 	case <-c.broken:
 		// A reply could not be written; the handlers are cancelled and
 		// reading has stopped (or ends when the caller closes rw).

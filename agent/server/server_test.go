@@ -351,7 +351,6 @@ type recorder struct {
 	mu     sync.Mutex
 	events []string
 	werr   error
-	hangup bool
 }
 
 func (r *recorder) Read(p []byte) (int, error) { return r.in.Read(p) }
@@ -371,8 +370,6 @@ func (r *recorder) event(s string) {
 	r.events = append(r.events, s)
 	r.mu.Unlock()
 }
-
-func (r *recorder) EOFHangsUp() bool { return r.hangup }
 
 func TestAfterResponse(t *testing.T) {
 	tests := []struct {
