@@ -30,12 +30,29 @@ type Options struct {
 
 // run is the state of one pipeline run.
 type run struct {
-	opts Options
-	info version.Info
-	out  io.Writer
+	opts   Options
+	info   version.Info
+	out    io.Writer
+	unlock func()
 }
 
+// close releases the run's lock on its output directory.
+func (r *run) close() { r.unlock() }
+
+// start prepares a run and locks its output directory; call close when done.
 func start(opts Options) (*run, error) {
+	r, err := prepare(opts)
+	if err != nil {
+		return nil, err
+	}
+	if r.unlock, err = lockDist(r.opts.Dist); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+// prepare resolves the options and the build identity.
+func prepare(opts Options) (*run, error) {
 	if opts.Root == "" {
 		return nil, fmt.Errorf("pipeline: Options.Root is empty")
 	}
@@ -69,7 +86,7 @@ func start(opts Options) (*run, error) {
 
 // Info returns the build identity the pipeline would use with opts.
 func Info(opts Options) (version.Info, error) {
-	r, err := start(opts)
+	r, err := prepare(opts)
 	if err != nil {
 		return version.Info{}, err
 	}
@@ -83,6 +100,7 @@ func Binaries(ctx context.Context, opts Options) ([]binaries.Binary, error) {
 	if err != nil {
 		return nil, err
 	}
+	defer r.close()
 	bins, _, err := r.binaries(ctx)
 	return bins, err
 }
@@ -93,6 +111,7 @@ func Packages(ctx context.Context, opts Options) ([]packages.Package, error) {
 	if err != nil {
 		return nil, err
 	}
+	defer r.close()
 	pkgs, _, _, err := r.packages(ctx)
 	return pkgs, err
 }
@@ -104,6 +123,7 @@ func ISO(ctx context.Context, opts Options) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	defer r.close()
 	p, _, err := r.iso(ctx)
 	return p, err
 }

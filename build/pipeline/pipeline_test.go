@@ -284,3 +284,26 @@ func TestRelease(t *testing.T) {
 		t.Errorf("manifest formats %v", formats)
 	}
 }
+
+// Tests of several packages (e2e, distro, installers) build into the same
+// dist/ at once: concurrent runs must serialise on the directory, not trip
+// over each other's temporary files.
+func TestConcurrentRunsShareDist(t *testing.T) {
+	dist := t.TempDir()
+	const runs = 3
+	errs := make(chan error, runs)
+	for i := 0; i < runs; i++ {
+		go func() {
+			_, err := ISO(context.Background(), Options{Root: repoRoot, Dist: dist, Version: "1.0.0"})
+			errs <- err
+		}()
+	}
+	for i := 0; i < runs; i++ {
+		if err := <-errs; err != nil {
+			t.Errorf("concurrent ISO run: %v", err)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(dist, "kvmmanager-guest-agent.iso")); err != nil {
+		t.Error(err)
+	}
+}

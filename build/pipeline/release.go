@@ -45,6 +45,7 @@ func Release(ctx context.Context, opts Options) (Manifest, error) {
 	if err != nil {
 		return Manifest{}, err
 	}
+	defer r.close()
 	isoPath, _, err := r.iso(ctx)
 	if err != nil {
 		return Manifest{}, err
