@@ -105,7 +105,7 @@ func FuzzServeConn(f *testing.F) {
 		}
 		return p.ID, nil
 	}
-	s := New(h, Options{MaxLineBytes: 512, MaxConcurrent: 4})
+	s := New(h, Options{MaxLineBytes: 512, MaxConcurrent: 4, Inline: map[string]bool{"ping": true, "sync": true}})
 	f.Fuzz(func(t *testing.T, in []byte) {
 		rec := &recorder{in: bytes.NewReader(in)}
 		if err := s.ServeConn(context.Background(), rec); err != nil {

@@ -142,3 +142,14 @@ func trimCR(b []byte) []byte {
 	}
 	return b
 }
+
+// lineBuffered reports whether a whole line is already buffered, so that
+// next returns without reading.
+func (lr *lineReader) lineBuffered() bool {
+	n := lr.br.Buffered()
+	if n == 0 {
+		return false
+	}
+	buf, _ := lr.br.Peek(n)
+	return bytes.IndexByte(buf, '\n') >= 0
+}

@@ -17,7 +17,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"runtime/debug"
 	"sync"
 	"sync/atomic"
@@ -71,6 +70,14 @@ type Options struct {
 	// DrainTimeout is how long ServeConn lets running requests finish after
 	// its context is cancelled before cancelling them.
 	DrainTimeout time.Duration
+	// Inline names the methods whose handlers never block (ping, sync,
+	// get_agent_info): a single request for one of them is answered on the
+	// reading goroutine, without a goroutine of its own, and its reply is
+	// written with the other replies ready at that moment. When the replies
+	// already waiting for the host pass a bound, these requests take the
+	// normal path, so reading never waits on the host. Their handlers get a
+	// context on which AfterResponse runs its function at once.
+	Inline map[string]bool
 }
 
 // Server dispatches requests to handlers. It is safe for concurrent use by
@@ -84,8 +91,9 @@ type Server struct {
 }
 
 type entry struct {
-	name string
-	h    Handler
+	name   string
+	h      Handler
+	inline bool // answered on the reading goroutine (Options.Inline)
 }
 
 // New returns a server for the given methods.
@@ -98,7 +106,7 @@ func New(handlers map[string]Handler, opts Options) *Server {
 		drain:    opts.DrainTimeout,
 	}
 	for name, h := range handlers {
-		s.handlers[name] = &entry{name: name, h: h}
+		s.handlers[name] = &entry{name: name, h: h, inline: opts.Inline[name]}
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
@@ -200,15 +208,15 @@ type conn struct {
 	stopOnce sync.Once
 	wg       sync.WaitGroup
 
-	wmu  sync.Mutex // serialises writes: one whole line at a time
-	werr error
+	w   *writer // serialises and coalesces the reply lines
+	out *encBuf // the read loop's replies not yet handed to w
 }
 
 func (s *Server) newConn(ctx context.Context, rw io.ReadWriter) *conn {
 	// Handlers outlive ctx by the drain time: they get a context of their
 	// own, cancelled when the drain is over or the peer is gone.
 	hctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	return &conn{
+	c := &conn{
 		s:      s,
 		rw:     rw,
 		hctx:   hctx,
@@ -217,6 +225,34 @@ func (s *Server) newConn(ctx context.Context, rw io.ReadWriter) *conn {
 		stop:   make(chan struct{}),
 		broken: make(chan struct{}),
 	}
+	c.w = newWriter(rw, c.writeFailed, c.spawn)
+	return c
+}
+
+// writeFailed breaks the connection after a write error: later lines are
+// dropped, reading stops and the handlers are cancelled.
+func (c *conn) writeFailed(err error) {
+	c.s.log.Debug("write failed, closing the connection", "err", err)
+	c.cancel()
+	c.stopReading()
+	close(c.broken)
+}
+
+// spawn runs fn in a goroutine that ServeConn waits for, unless it is
+// already past waiting.
+func (c *conn) spawn(fn func()) {
+	c.mu.Lock()
+	counted := !c.closing
+	if counted {
+		c.wg.Add(1)
+	}
+	c.mu.Unlock()
+	go func() {
+		if counted {
+			defer c.wg.Done()
+		}
+		fn()
+	}()
 }
 
 // stopReading makes the read loop dispatch nothing more and interrupts a
@@ -243,10 +279,7 @@ func (c *conn) stopped() bool {
 }
 
 func (c *conn) result(readErr error) error {
-	c.wmu.Lock()
-	werr := c.werr
-	c.wmu.Unlock()
-	if werr != nil {
+	if werr := c.w.failed(); werr != nil {
 		return fmt.Errorf("write response: %w", werr)
 	}
 	return readErr
@@ -255,7 +288,17 @@ func (c *conn) result(readErr error) error {
 // readLoop reads and dispatches lines until end of input, an error or stop.
 func (c *conn) readLoop() error {
 	lr := newLineReader(c.rw, c.s.maxLine)
+	c.out = getBuf()
+	defer func() {
+		c.flushOut()
+		putBuf(c.out)
+	}()
 	for {
+		// Replies answered on this goroutine go out together once no
+		// further line is waiting, before reading can block.
+		if c.out.Len() > 0 && (c.out.Len() >= maxCoalesce || !lr.lineBuffered()) {
+			c.flushOut()
+		}
 		line, kind, err := lr.next()
 		if c.stopped() {
 			return nil
@@ -366,8 +409,35 @@ func (c *conn) single(obj []byte, owned bool) {
 		c.reply(id, perr)
 	case cl != nil:
 		cl.big = len(obj) > bigRequest
+		if cl.e.inline && c.w.room(c.out.Len()) {
+			c.runInline(cl)
+			return
+		}
 		c.start(cl)
 	}
+}
+
+// runInline handles a call of a method that never blocks on the read loop's
+// goroutine and adds its reply to the read loop's pending replies.
+func (c *conn) runInline(cl *call) {
+	result, err := cl.invoke(c.hctx)
+	if !cl.notify {
+		c.out.appendResponse(cl.id, result, asProtocolError(err))
+		c.out.WriteByte('\n')
+	}
+}
+
+// flushOut hands the read loop's pending replies to the writer, which never
+// makes it wait.
+func (c *conn) flushOut() {
+	if c.out.Len() == 0 {
+		return
+	}
+	if c.w.post(c.out) {
+		c.out = getBuf()
+		return
+	}
+	c.out.Reset()
 }
 
 // start runs cl in its own goroutine once a concurrency slot is free. It
@@ -505,8 +575,16 @@ func AfterResponse(ctx context.Context, fn func()) {
 	fn()
 }
 
-// reply writes an error response from the read loop.
+// reply sends an error response from the read loop: with the inline
+// replies while the writer has room, otherwise waiting for its line to be
+// written.
 func (c *conn) reply(id []byte, perr *protocol.Error) {
+	if c.w.room(c.out.Len()) {
+		c.out.appendResponse(id, nil, perr)
+		c.out.WriteByte('\n')
+		return
+	}
+	c.flushOut()
 	buf := getBuf()
 	buf.appendResponse(id, nil, perr)
 	buf.WriteByte('\n')
@@ -514,29 +592,9 @@ func (c *conn) reply(id []byte, perr *protocol.Error) {
 	putBuf(buf)
 }
 
-// write sends one whole line. After a write error the connection is broken:
-// later lines are dropped, reading stops and the handlers are cancelled.
-func (c *conn) write(parts ...[]byte) {
-	c.wmu.Lock()
-	defer c.wmu.Unlock()
-	if c.werr != nil {
-		return
-	}
-	var err error
-	if len(parts) == 1 {
-		_, err = c.rw.Write(parts[0])
-	} else {
-		bufs := net.Buffers(parts) // one writev where rw supports it
-		_, err = bufs.WriteTo(c.rw)
-	}
-	if err != nil {
-		c.werr = err
-		c.s.log.Debug("write failed, closing the connection", "err", err)
-		c.cancel()
-		c.stopReading()
-		close(c.broken)
-	}
-}
+// write sends one whole line and returns once it is written. After a write
+// error the connection is broken: later lines are dropped.
+func (c *conn) write(parts ...[]byte) { c.w.write(parts...) }
 
 func trimSpace(b []byte) []byte {
 	i, j := 0, len(b)

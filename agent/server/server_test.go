@@ -361,7 +361,8 @@ func (r *recorder) Write(p []byte) (int, error) {
 	if r.werr != nil {
 		return 0, r.werr
 	}
-	r.events = append(r.events, strings.TrimSuffix(string(p), "\n"))
+	// Replies are whole lines, written one or several at a time.
+	r.events = append(r.events, strings.Split(strings.TrimSuffix(string(p), "\n"), "\n")...)
 	return len(p), nil
 }
 

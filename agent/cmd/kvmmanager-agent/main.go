@@ -111,6 +111,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		Logger:        log,
 		MaxConcurrent: cfg.MaxConcurrentRequests,
 		MaxLineBytes:  server.LineLimit(cfg.MaxFileSizeBytes),
+		// Handlers that never block: answered on the reading goroutine.
+		Inline: map[string]bool{protocol.MethodPing: true, protocol.MethodSync: true, protocol.MethodGetAgentInfo: true},
 	})
 	log.Info("kvmmanager-agent starting", "version", version.Version, "commit", version.Commit,
 		"protocol", protocol.Version, "config", *configPath)
