@@ -22,12 +22,11 @@ set -eu
 PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:$PATH
 export PATH
 
-prog=install.sh
-pkgname=kvmmanager-agent
-port=org.kvmmanager.agent.0
 here=$(CDPATH='' cd -- "$(dirname -- "$0")" && pwd)
+prog=install.sh
+# shellcheck source-path=SCRIPTDIR source=install-common.sh
+. "$here/install-common.sh"
 
-dry_run=0
 generic=0
 usage() {
 	cat <<EOF
@@ -40,50 +39,13 @@ manager applies). Run it as root from any directory.
              a package
 EOF
 }
-for arg in "$@"; do
-	case "$arg" in
-	--dry-run) dry_run=1 ;;
+extra_option() {
+	case "$1" in
 	--generic) generic=1 ;;
-	-h | --help)
-		usage
-		exit 0
-		;;
-	*)
-		usage >&2
-		exit 2
-		;;
-	esac
-done
-
-say() { printf '%s\n' "$*"; }
-warn() { printf '%s: warning: %s\n' "$prog" "$*" >&2; }
-die() {
-	printf '%s: error: %s\n' "$prog" "$*" >&2
-	exit 1
-}
-# run prints a command in --dry-run mode and runs it otherwise.
-run() {
-	if [ "$dry_run" = 1 ]; then
-		say "would run: $*"
-	else
-		"$@"
-	fi
-}
-done_list=""
-note() { done_list="$done_list
-  - $*"; }
-
-machine_arch() {
-	m=$(uname -m)
-	case "$m" in
-	x86_64 | amd64) echo amd64 ;;
-	aarch64 | arm64) echo arm64 ;;
-	*)
-		printf '%s: error: unsupported architecture %s: this ISO has builds for x86_64 (amd64) and aarch64 (arm64) only\n' "$prog" "$m" >&2
-		return 1
-		;;
+	*) return 1 ;;
 	esac
 }
+parse_args "$@"
 
 # os_field prints a field of os-release without its quotes.
 os_field() {
@@ -93,33 +55,6 @@ os_field() {
 			return 0
 		fi
 	done
-}
-
-have() { command -v "$1" >/dev/null 2>&1; }
-systemd_running() { [ -d /run/systemd/system ]; }
-openrc_running() { [ -e /run/openrc/softlevel ]; }
-has_port() {
-	[ -e "/dev/virtio-ports/$port" ] && return 0
-	for f in /sys/class/virtio-ports/*/name; do
-		[ -r "$f" ] && [ "$(cat "$f")" = "$port" ] && return 0
-	done
-	return 1
-}
-port_warning() {
-	has_port && return 0
-	cat >&2 <<EOF
-
-WARNING: this VM has no virtio-serial port named $port, so the host
-cannot reach the agent yet. Add this channel to the VM's libvirt XML
-(virsh edit <vm>, inside <devices>), then shut the VM down and start it again:
-
-  <channel type='unix'>
-    <source mode='bind'/>
-    <target type='virtio' name='$port'/>
-  </channel>
-
-The agent starts by itself when the port appears.
-EOF
 }
 
 # family maps ID/ID_LIKE (then the package tools present) to an installer.
@@ -259,9 +194,7 @@ generic_install() {
 	port_warning
 }
 
-if [ "$dry_run" = 0 ] && [ "$(id -u)" != 0 ]; then
-	die "must run as root, e.g.: sudo sh $0"
-fi
+require_root "sudo sh"
 machine_arch >/dev/null || exit 1
 
 fam=$(family)

@@ -13,11 +13,12 @@ set -eu
 PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:$PATH
 export PATH
 
+here=$(CDPATH='' cd -- "$(dirname -- "$0")" && pwd)
 prog=uninstall.sh
-pkgname=kvmmanager-agent
+# shellcheck source-path=SCRIPTDIR source=install-common.sh
+. "$here/install-common.sh"
 
 purge=0
-dry_run=0
 usage() {
 	cat <<EOF
 Usage: sh $0 [--purge] [--dry-run]
@@ -27,39 +28,13 @@ Remove the KVM Manager guest agent (run it as root).
   --dry-run  print what would be done, change nothing (root not needed)
 EOF
 }
-for arg in "$@"; do
-	case "$arg" in
+extra_option() {
+	case "$1" in
 	--purge) purge=1 ;;
-	--dry-run) dry_run=1 ;;
-	-h | --help)
-		usage
-		exit 0
-		;;
-	*)
-		usage >&2
-		exit 2
-		;;
+	*) return 1 ;;
 	esac
-done
-
-say() { printf '%s\n' "$*"; }
-die() {
-	printf '%s: error: %s\n' "$prog" "$*" >&2
-	exit 1
 }
-run() {
-	if [ "$dry_run" = 1 ]; then
-		say "would run: $*"
-	else
-		"$@"
-	fi
-}
-done_list=""
-note() { done_list="$done_list
-  - $*"; }
-have() { command -v "$1" >/dev/null 2>&1; }
-systemd_running() { [ -d /run/systemd/system ]; }
-openrc_running() { [ -e /run/openrc/softlevel ]; }
+parse_args "$@"
 
 # remove_path deletes files or directories that exist and records them.
 remove_path() {
@@ -71,9 +46,7 @@ remove_path() {
 	done
 }
 
-if [ "$dry_run" = 0 ] && [ "$(id -u)" != 0 ]; then
-	die "must run as root, e.g.: sudo sh $0"
-fi
+require_root "sudo sh"
 
 # Which package manager owns the agent, if any.
 owner=none

@@ -21,6 +21,7 @@ var scripts = []struct {
 	{"installers/install-rhel.sh", "bash"},
 	{"installers/install-alpine.sh", "sh"},
 	{"installers/uninstall.sh", "sh"},
+	{"installers/install-common.sh", "sh"}, // sourced by all of the above, so POSIX
 	{"packaging/openrc/kvmmanager-agent.initd", "sh"},
 	{"packaging/openrc/kvmmanager-agent.confd", "sh"},
 	{"packaging/scripts/deb/postinst", "sh"},

@@ -188,6 +188,7 @@ func TestCheckPath(t *testing.T) {
 		{"install.sh", ""},
 		{"install-debian.sh", ""},
 		{"uninstall.sh", ""},
+		{"install-common.sh", ""},
 		{"config.json", ""},
 		{"kvmmanager-agent.service", ""},
 		{"60-kvmmanager-agent.rules", ""},

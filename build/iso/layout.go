@@ -21,6 +21,7 @@ var RootFiles = []struct{ Disc, Src string }{
 	{"install-rhel.sh", "installers/install-rhel.sh"},
 	{"install-alpine.sh", "installers/install-alpine.sh"},
 	{"uninstall.sh", "installers/uninstall.sh"},
+	{"install-common.sh", "installers/install-common.sh"}, // sourced by the scripts above
 	{"config.json", "packaging/config.json"},
 	{"kvmmanager-agent.service", "packaging/systemd/kvmmanager-agent.service"},
 	{"60-kvmmanager-agent.rules", "packaging/udev/60-kvmmanager-agent.rules"},
@@ -119,6 +120,7 @@ its libvirt definition:
 Contents:
     readme.txt, sha256sums.txt         this file; checksums ("sha256sum -c sha256sums.txt")
     install*.sh, uninstall.sh          installers
+    install-common.sh                  their shared helpers (sourced, not run)
     config.json                        seed configuration (/etc/kvmmanager-agent/config.json)
     kvmmanager-agent.service           systemd unit
     60-kvmmanager-agent.rules          udev rule starting the unit when the port appears
