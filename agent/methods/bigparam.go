@@ -1,8 +1,9 @@
 package methods
 
 import (
-	"bytes"
 	"encoding/json"
+
+	"github.com/kvmmanager/guest-agent/agent/jsonscan"
 )
 
 // A file_write carries up to max_file_size_bytes of content, base64 in a
@@ -17,30 +18,30 @@ import (
 // otherwise (absent member, another type, escapes), and obj is to be decoded
 // as it is. obj must be valid JSON (the server checked the line).
 func cutPlainString(obj []byte, key string) (val, rest []byte, ok bool) {
-	i := skipSpace(obj, 0)
+	i := jsonscan.SkipSpace(obj, 0)
 	if i >= len(obj) || obj[i] != '{' {
 		return nil, nil, false
 	}
 	i++
 	for {
-		i = skipSpace(obj, i)
+		i = jsonscan.SkipSpace(obj, i)
 		if i >= len(obj) || obj[i] != '"' {
 			return nil, nil, false // '}' or malformed
 		}
 		ks := i
-		ke, _ := skipString(obj, i)
+		ke, _ := jsonscan.String(obj, i)
 		name := obj[ks+1 : ke-1]
-		i = skipSpace(obj, ke)
+		i = jsonscan.SkipSpace(obj, ke)
 		if i >= len(obj) || obj[i] != ':' {
 			return nil, nil, false
 		}
-		vs := skipSpace(obj, i+1)
-		ve := skipJSONValue(obj, vs)
+		vs := jsonscan.SkipSpace(obj, i+1)
+		ve := jsonscan.Value(obj, vs)
 		if string(name) == key {
 			if vs >= len(obj) || obj[vs] != '"' {
 				return nil, nil, false
 			}
-			_, escaped := skipString(obj, vs)
+			_, escaped := jsonscan.String(obj, vs)
 			if escaped {
 				return nil, nil, false
 			}
@@ -49,72 +50,11 @@ func cutPlainString(obj []byte, key string) (val, rest []byte, ok bool) {
 			rest = append(rest, obj[ve-1:]...)
 			return obj[vs+1 : ve-1], rest, true
 		}
-		i = skipSpace(obj, ve)
+		i = jsonscan.SkipSpace(obj, ve)
 		if i >= len(obj) || obj[i] != ',' {
 			return nil, nil, false
 		}
 		i++
-	}
-}
-
-func skipSpace(b []byte, i int) int {
-	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
-		i++
-	}
-	return i
-}
-
-// skipString returns the index after the string starting at b[i] (a quote)
-// and whether it contains escapes.
-func skipString(b []byte, i int) (end int, escaped bool) {
-	i++
-	for {
-		// IndexByte is vectorised; IndexAny over two bytes is not.
-		j := bytes.IndexByte(b[i:], '"')
-		if j < 0 {
-			return len(b), escaped
-		}
-		k := bytes.IndexByte(b[i:i+j], '\\')
-		if k < 0 {
-			return i + j + 1, escaped
-		}
-		escaped = true
-		i += k + 2 // a backslash and the escaped byte
-	}
-}
-
-// skipJSONValue returns the index after the value starting at b[i].
-func skipJSONValue(b []byte, i int) int {
-	if i >= len(b) {
-		return i
-	}
-	switch b[i] {
-	case '"':
-		end, _ := skipString(b, i)
-		return end
-	case '{', '[':
-		depth := 0
-		for i < len(b) {
-			switch b[i] {
-			case '"':
-				i, _ = skipString(b, i)
-				continue
-			case '{', '[':
-				depth++
-			case '}', ']':
-				depth--
-				if depth == 0 {
-					return i + 1
-				}
-			}
-			i++
-		}
-		return i
-	default: // number, true, false, null
-		for i < len(b) && !bytes.ContainsRune([]byte(",}] \t\r\n"), rune(b[i])) {
-			i++
-		}
-		return i
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"unicode/utf8"
 
+	"github.com/kvmmanager/guest-agent/agent/jsonscan"
 	"github.com/kvmmanager/guest-agent/agent/protocol"
 )
 
@@ -27,12 +28,12 @@ type request struct {
 // repeated member the last one wins, as with encoding/json.
 func scanRequest(obj []byte) request {
 	var r request
-	i := skipSpace(obj, 1)
+	i := jsonscan.SkipSpace(obj, 1)
 	if obj[i] == '}' {
 		return r
 	}
 	for {
-		keyEnd := skipString(obj, i)
+		keyEnd, _ := jsonscan.String(obj, i)
 		key := obj[i+1 : keyEnd-1]
 		if bytes.IndexByte(key, '\\') >= 0 {
 			var k string
@@ -40,9 +41,9 @@ func scanRequest(obj []byte) request {
 				key = []byte(k)
 			}
 		}
-		i = skipSpace(obj, keyEnd)
-		i = skipSpace(obj, i+1) // ':'
-		valEnd := skipValue(obj, i)
+		i = jsonscan.SkipSpace(obj, keyEnd)
+		i = jsonscan.SkipSpace(obj, i+1) // ':'
+		valEnd := jsonscan.Value(obj, i)
 		val := obj[i:valEnd]
 		switch string(key) {
 		case "jsonrpc":
@@ -54,28 +55,28 @@ func scanRequest(obj []byte) request {
 		case "id":
 			r.id = val
 		}
-		i = skipSpace(obj, valEnd)
+		i = jsonscan.SkipSpace(obj, valEnd)
 		if obj[i] == '}' {
 			return r
 		}
-		i = skipSpace(obj, i+1) // ','
+		i = jsonscan.SkipSpace(obj, i+1) // ','
 	}
 }
 
 // splitBatch calls fn for each element of a valid JSON array.
 func splitBatch(arr []byte, fn func(elem []byte)) {
-	i := skipSpace(arr, 1)
+	i := jsonscan.SkipSpace(arr, 1)
 	if arr[i] == ']' {
 		return
 	}
 	for {
-		end := skipValue(arr, i)
+		end := jsonscan.Value(arr, i)
 		fn(arr[i:end])
-		i = skipSpace(arr, end)
+		i = jsonscan.SkipSpace(arr, end)
 		if arr[i] == ']' {
 			return
 		}
-		i = skipSpace(arr, i+1)
+		i = jsonscan.SkipSpace(arr, i+1)
 	}
 }
 
@@ -83,83 +84,19 @@ func splitBatch(arr []byte, fn func(elem []byte)) {
 // once it exceeds limit.
 func countBatch(arr []byte, limit int) int {
 	n := 0
-	i := skipSpace(arr, 1)
+	i := jsonscan.SkipSpace(arr, 1)
 	if arr[i] == ']' {
 		return 0
 	}
 	for n <= limit {
 		n++
-		i = skipSpace(arr, skipValue(arr, i))
+		i = jsonscan.SkipSpace(arr, jsonscan.Value(arr, i))
 		if arr[i] == ']' {
 			break
 		}
-		i = skipSpace(arr, i+1)
+		i = jsonscan.SkipSpace(arr, i+1)
 	}
 	return n
-}
-
-func skipSpace(b []byte, i int) int {
-	for i < len(b) {
-		switch b[i] {
-		case ' ', '\t', '\r', '\n':
-			i++
-		default:
-			return i
-		}
-	}
-	return i
-}
-
-// skipString returns the index just past the string starting at b[i] == '"'.
-func skipString(b []byte, i int) int {
-	i++
-	for i < len(b) {
-		j := bytes.IndexAny(b[i:], `"\`)
-		if j < 0 {
-			return len(b)
-		}
-		i += j
-		if b[i] == '"' {
-			return i + 1
-		}
-		i += 2 // backslash and the escaped byte
-	}
-	return len(b)
-}
-
-// skipValue returns the index just past the JSON value starting at b[i].
-func skipValue(b []byte, i int) int {
-	switch b[i] {
-	case '"':
-		return skipString(b, i)
-	case '{', '[':
-		depth := 0
-		for i < len(b) {
-			switch b[i] {
-			case '"':
-				i = skipString(b, i)
-				continue
-			case '{', '[':
-				depth++
-			case '}', ']':
-				depth--
-				if depth == 0 {
-					return i + 1
-				}
-			}
-			i++
-		}
-		return len(b)
-	default: // number, true, false, null
-		for i < len(b) {
-			switch b[i] {
-			case ',', '}', ']', ' ', '\t', '\r', '\n':
-				return i
-			}
-			i++
-		}
-		return len(b)
-	}
 }
 
 // jsonrpcOK reports whether the raw "jsonrpc" value is the string "2.0".

@@ -1,0 +1,81 @@
+package jsonscan
+
+import (
+	"encoding/json"
+	"testing"
+)
+
+func TestValue(t *testing.T) {
+	tests := []struct {
+		in   string // a value followed by the rest
+		want string // the value
+	}{
+		{`"abc",1`, `"abc"`},
+		{`"a\"b\\",`, `"a\"b\\"`},
+		{`"\\\\"}`, `"\\\\"`},
+		{`{"a":[1,{"b":"}"}],"c":"]"} ,`, `{"a":[1,{"b":"}"}],"c":"]"}`},
+		{`[[],[[]],"[" ]]`, `[[],[[]],"[" ]`},
+		{`-12.5e3,`, `-12.5e3`},
+		{`true}`, `true`},
+		{`null]`, `null`},
+		{`false`, `false`},
+		{`"é ü"x`, `"é ü"`},
+	}
+	for _, tt := range tests {
+		end := Value([]byte(tt.in), 0)
+		if got := tt.in[:end]; got != tt.want {
+			t.Errorf("Value(%q) took %q, want %q", tt.in, got, tt.want)
+		}
+		if !json.Valid([]byte(tt.want)) {
+			t.Errorf("test case %q is not valid JSON", tt.want)
+		}
+	}
+}
+
+func TestStringEscaped(t *testing.T) {
+	tests := []struct {
+		in      string
+		end     int
+		escaped bool
+	}{
+		{`"plain"`, 7, false},
+		{`"a\nb"`, 6, true},
+		{`"\""`, 4, true},
+		{`""`, 2, false},
+	}
+	for _, tt := range tests {
+		end, esc := String([]byte(tt.in), 0)
+		if end != tt.end || esc != tt.escaped {
+			t.Errorf("String(%q) = %d, %v; want %d, %v", tt.in, end, esc, tt.end, tt.escaped)
+		}
+	}
+}
+
+func TestSkipSpace(t *testing.T) {
+	if got := SkipSpace([]byte(" \t\r\n x"), 0); got != 5 {
+		t.Errorf("SkipSpace = %d, want 5", got)
+	}
+	if got := SkipSpace([]byte("   "), 1); got != 3 {
+		t.Errorf("SkipSpace at the end = %d, want 3", got)
+	}
+}
+
+// Truncated or invalid input never reads out of range.
+func FuzzValue(f *testing.F) {
+	for _, s := range []string{`"a\`, `{"a":[`, `[`, `"`, `\`, `1`, `{"x":"\"}`} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		b := []byte(s)
+		for i := range b {
+			if end := Value(b, i); end < i || end > len(b) {
+				t.Fatalf("Value(%q, %d) = %d out of range", s, i, end)
+			}
+			if b[i] == '"' {
+				if end, _ := String(b, i); end <= i || end > len(b) {
+					t.Fatalf("String(%q, %d) = %d out of range", s, i, end)
+				}
+			}
+		}
+	})
+}
