@@ -92,6 +92,17 @@ func (s *Service) Handlers() map[string]server.Handler {
 	return out
 }
 
+// NonBlocking names the methods whose handlers never block (no I/O beyond
+// memory): the server may answer them on its reading goroutine
+// (server.Options.Inline).
+func (s *Service) NonBlocking() map[string]bool {
+	return map[string]bool{
+		protocol.MethodPing:         true,
+		protocol.MethodSync:         true,
+		protocol.MethodGetAgentInfo: true,
+	}
+}
+
 func (s *Service) allHandlers() map[string]server.Handler {
 	return map[string]server.Handler{
 		protocol.MethodPing:           s.ping,

@@ -165,3 +165,21 @@ func TestParamsDecoding(t *testing.T) {
 		})
 	}
 }
+
+// The server answers NonBlocking methods on its reading goroutine, so they
+// must be real methods and must never be the ones that touch the system
+// (files, commands, power), which may block.
+func TestNonBlockingMethods(t *testing.T) {
+	s := newService(t, nil)
+	h := s.Handlers()
+	blocking := []string{protocol.MethodGetSystemInfo, protocol.MethodGetNetworkInfo, protocol.MethodGetDiskUsage,
+		protocol.MethodExecCommand, protocol.MethodFileRead, protocol.MethodFileWrite, protocol.MethodShutdown, protocol.MethodReboot}
+	for m := range s.NonBlocking() {
+		if h[m] == nil {
+			t.Errorf("NonBlocking names %q, which has no handler", m)
+		}
+		if slices.Contains(blocking, m) {
+			t.Errorf("NonBlocking names %q, which does I/O", m)
+		}
+	}
+}

@@ -112,7 +112,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		MaxConcurrent: cfg.MaxConcurrentRequests,
 		MaxLineBytes:  server.LineLimit(cfg.MaxFileSizeBytes),
 		// Handlers that never block: answered on the reading goroutine.
-		Inline: map[string]bool{protocol.MethodPing: true, protocol.MethodSync: true, protocol.MethodGetAgentInfo: true},
+		Inline: svc.NonBlocking(),
 	})
 	log.Info("kvmmanager-agent starting", "version", version.Version, "commit", version.Commit,
 		"protocol", protocol.Version, "config", *configPath)
