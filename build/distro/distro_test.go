@@ -331,14 +331,7 @@ func scenarioShutdown(t *testing.T, e *env) {
 		t.Fatalf("shutdown: %+v, %v", res, err)
 	}
 	start := time.Now()
-	select {
-	case <-g.m.Done():
-	case <-time.After(3 * time.Minute):
-		t.Fatalf("QEMU still runs 3 minutes after the shutdown call (console %s)", g.console)
-	}
-	if err := g.m.Wait(); err != nil {
-		t.Fatalf("QEMU did not exit by itself: %v", err)
-	}
+	g.waitPowerOff(3*time.Minute, "the shutdown call")
 	t.Logf("shutdown call to QEMU exit: %s", time.Since(start).Round(100*time.Millisecond))
 	con, err := os.ReadFile(g.console)
 	if err != nil {
@@ -412,16 +405,25 @@ func scenarioOpenRC(t *testing.T, e *env) {
 	}
 }
 
-// scenarioNoPort: the systemd image without the agent's port. After the
-// install and 60 s the admin dumps the service's state and journal to the
-// report and powers off.
-func scenarioNoPort(t *testing.T, e *env) {
-	g := boot(t, e, e.systemd, bootOptions{NoPort: true, Append: []string{"kvmtest.observe=60"}, Timeout: 8 * time.Minute})
+// observeWithoutPort boots img without the agent's port, checks that the
+// first-boot installer warned about it, and returns the admin's report once
+// it has watched the service for 60 s (the VM then powers off).
+func observeWithoutPort(t *testing.T, e *env, img *distro.Image, timeout time.Duration) (*guest, distro.Report) {
+	t.Helper()
+	g := boot(t, e, img, bootOptions{NoPort: true, Append: []string{"kvmtest.observe=60"}, Timeout: timeout})
 	inst := g.installed()
 	if !strings.Contains(inst.Output, "no virtio-serial port named org.kvmmanager.agent.0") {
 		t.Errorf("the installer did not warn about the missing port:\n%s", inst.Output)
 	}
 	r := g.waitReport("the 60 s observation", 4*time.Minute, func(r distro.Report) bool { return r.Has("observe-done") })
+	return g, r
+}
+
+// scenarioNoPort: the systemd image without the agent's port. After the
+// install and 60 s the admin dumps the service's state and journal to the
+// report and powers off.
+func scenarioNoPort(t *testing.T, e *env) {
+	g, r := observeWithoutPort(t, e, e.systemd, 8*time.Minute)
 	svc, _ := r.Section("service")
 	jr, _ := r.Section("journal")
 	t.Logf("after 60 s without the port:\n%s\njournalctl -u kvmmanager-agent:\n%s", indent(svc.Output), indent(jr.Output))
@@ -441,14 +443,7 @@ func scenarioNoPort(t *testing.T, e *env) {
 	if err := calmLog(distro.ParseJournal(jr.Output), 3); err != nil {
 		t.Error(err)
 	}
-	select {
-	case <-g.m.Done():
-	case <-time.After(2 * time.Minute):
-		t.Fatalf("the VM did not power off after the observation")
-	}
-	if err := g.m.Wait(); err != nil {
-		t.Errorf("QEMU: %v", err)
-	}
+	g.waitPowerOff(2*time.Minute, "the observation")
 }
 
 // scenarioOpenRCNoPort: the OpenRC image without the agent's port. The
@@ -456,12 +451,7 @@ func scenarioNoPort(t *testing.T, e *env) {
 // log the missing port once and keep looking for it calmly, without
 // supervise-daemon respawning it.
 func scenarioOpenRCNoPort(t *testing.T, e *env) {
-	g := boot(t, e, e.openrc, bootOptions{NoPort: true, Append: []string{"kvmtest.observe=60"}, Timeout: 10 * time.Minute})
-	inst := g.installed()
-	if !strings.Contains(inst.Output, "no virtio-serial port named org.kvmmanager.agent.0") {
-		t.Errorf("the installer did not warn about the missing port:\n%s", inst.Output)
-	}
-	r := g.waitReport("the 60 s observation", 4*time.Minute, func(r distro.Report) bool { return r.Has("observe-done") })
+	g, r := observeWithoutPort(t, e, e.openrc, 10*time.Minute)
 	svc, _ := r.Section("service")
 	lg, _ := r.Section("log")
 	t.Logf("after 60 s without the port:\n%s\nagent.log:\n%s", indent(svc.Output), indent(lg.Output))
@@ -487,14 +477,7 @@ func scenarioOpenRCNoPort(t *testing.T, e *env) {
 	if err := calmLog(es, 3); err != nil {
 		t.Error(err)
 	}
-	select {
-	case <-g.m.Done():
-	case <-time.After(3 * time.Minute):
-		t.Fatalf("the VM did not power off after the observation")
-	}
-	if err := g.m.Wait(); err != nil {
-		t.Errorf("QEMU: %v", err)
-	}
+	g.waitPowerOff(3*time.Minute, "the observation")
 }
 
 // volatile matches the parts of a log line that change between repeats of

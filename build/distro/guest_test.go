@@ -193,6 +193,21 @@ func (g *guest) poll(what, script string, d time.Duration, ok func(string) bool)
 	return ""
 }
 
+// waitPowerOff waits up to d for QEMU to exit by itself after what (a
+// shutdown call, the admin's observation) and fails the test if it does not
+// or if it exited with an error.
+func (g *guest) waitPowerOff(d time.Duration, what string) {
+	g.t.Helper()
+	select {
+	case <-g.m.Done():
+	case <-time.After(d):
+		g.t.Fatalf("%s: QEMU still runs %s after %s (console %s)", g.name, d, what, g.console)
+	}
+	if err := g.m.Wait(); err != nil {
+		g.t.Fatalf("%s: QEMU did not exit by itself after %s: %v", g.name, what, err)
+	}
+}
+
 // bootID returns the guest kernel's boot id, which changes at every boot.
 func (g *guest) bootID() string {
 	g.t.Helper()
