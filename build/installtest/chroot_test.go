@@ -1,3 +1,5 @@
+//go:build vmtest
+
 package installtest
 
 import (
@@ -111,15 +113,6 @@ func must(t *testing.T, root, disc, script string) string {
 	}
 	t.Logf("$ %s\n%s", script, out)
 	return out
-}
-
-func wantContains(t *testing.T, out string, subs ...string) {
-	t.Helper()
-	for _, s := range subs {
-		if !strings.Contains(out, s) {
-			t.Errorf("output lacks %q:\n%s", s, out)
-		}
-	}
 }
 
 func wantPaths(t *testing.T, root string, exist bool, paths ...string) {

@@ -7,22 +7,18 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/kvmmanager/guest-agent/build/testenv"
 )
 
 // seedConfig is the shipped config; the agent's tests load this file.
-var seedConfig = filepath.Join(repoRoot(), "packaging", "config.json")
-
-func repoRoot() string {
-	_, file, _, _ := runtime.Caller(0)
-	return filepath.Join(filepath.Dir(file), "..", "..", "..")
-}
+var seedConfig = filepath.Join(testenv.MustRoot(), "packaging", "config.json")
 
 func TestRunExits(t *testing.T) {
 	dir := t.TempDir()
