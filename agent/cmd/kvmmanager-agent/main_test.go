@@ -45,6 +45,8 @@ func TestRunExits(t *testing.T) {
 		{"wrong type", []string{"--config", badType}, 2, "",
 			[]string{badType + ":1:2", `"max_file_size_bytes"`}},
 		{"bad log level", []string{"--config", seedConfig, "--log-level", "loud"}, 2, "", []string{`log level "loud"`}},
+		{"check config with a bad log level", []string{"--check-config", "--config", seedConfig, "--log-level", "verbose"}, 2, "",
+			[]string{`--log-level: log level "verbose"`}},
 		{"bad listen", []string{"--config", seedConfig, "--listen", "/tmp/x.sock"}, 2, "", []string{"want unix:PATH"}},
 		{"unknown flag", []string{"--frobnicate"}, 2, "", []string{"unknown flag: --frobnicate"}},
 		{"stray argument", []string{"serve"}, 2, "", []string{`unexpected argument "serve"`}},
