@@ -46,6 +46,22 @@ func TestMain(m *testing.M) {
 // repoPath returns the absolute path of a slash-separated repository path.
 func repoPath(rel string) string { return filepath.Join(repoRoot, filepath.FromSlash(rel)) }
 
+// dryRunEnd is the last line of every installer's --dry-run.
+const dryRunEnd = "Dry run: nothing was changed (run without --dry-run to do it)."
+
+// wantDryRunEnd fails t unless out, the output of a --dry-run, ends with
+// dryRunEnd and claims nothing was done.
+func wantDryRunEnd(t *testing.T, out string) {
+	t.Helper()
+	lines := strings.Split(strings.TrimRight(out, "\n"), "\n")
+	if last := lines[len(lines)-1]; last != dryRunEnd {
+		t.Errorf("--dry-run output ends with %q, want %q:\n%s", last, dryRunEnd, out)
+	}
+	if strings.Contains(out, "Done:") {
+		t.Errorf("--dry-run output says Done:\n%s", out)
+	}
+}
+
 // wantContains fails t for each of subs that out lacks.
 func wantContains(t *testing.T, out string, subs ...string) {
 	t.Helper()
