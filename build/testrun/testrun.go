@@ -108,9 +108,12 @@ func (r *Runner) GoTest(ctx context.Context, name string, args ...string) {
 	t0 := time.Now()
 	argv := append([]string{"test", "-json"}, args...)
 	fmt.Fprintf(r.Out, "go %s\n", strings.Join(argv, " "))
+	// go test's stderr is copied by another goroutine than the one that
+	// reports its events: one lock keeps their writes apart.
+	out := &lockedWriter{w: r.Out}
 	cmd := exec.CommandContext(ctx, "go", argv...)
 	cmd.Dir = r.Dir
-	cmd.Stderr = r.Out
+	cmd.Stderr = out
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		r.end(Result{Name: name, Err: fmt.Errorf("go test: %w", err), Elapsed: time.Since(t0)})
@@ -120,7 +123,7 @@ func (r *Runner) GoTest(ctx context.Context, name string, args ...string) {
 		r.end(Result{Name: name, Err: fmt.Errorf("go test: %w", err), Elapsed: time.Since(t0)})
 		return
 	}
-	rep := newReport(r.Out, r.slow())
+	rep := newReport(out, r.slow())
 	done := make(chan struct{})
 	go func() {
 		tick := time.NewTicker(r.heartbeat())
@@ -209,6 +212,18 @@ func (r *Runner) Summary() string {
 		total = time.Since(r.start)
 	}
 	return fmt.Sprintf("%s in %s: %s", status, round(total), strings.Join(parts, "; "))
+}
+
+// lockedWriter serialises writes to w.
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(b []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(b)
 }
 
 // event is one line of `go test -json` (test2json's TestEvent, plus the

@@ -3,6 +3,8 @@ package testrun
 import (
 	"bytes"
 	"errors"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -151,5 +153,48 @@ func TestRunnerSteps(t *testing.T) {
 	}
 	if !strings.HasPrefix(r.Summary(), "FAIL in ") {
 		t.Errorf("Summary() = %s, want FAIL", r.Summary())
+	}
+}
+
+// TestGoTestRealRun runs go test -json on a small module with a passing, a
+// skipped and a failing test, as `go tool mage test` runs the real suite.
+func TestGoTestRealRun(t *testing.T) {
+	dir := t.TempDir()
+	files := map[string]string{
+		"go.mod": "module example.com/demo\n\ngo 1.21\n",
+		"demo_test.go": `package demo
+
+import "testing"
+
+func TestPasses(t *testing.T) {}
+func TestSkips(t *testing.T)  { t.Skip("SKIP: no such tool") }
+func TestFails(t *testing.T)  { t.Error("the answer is 41") }
+`,
+	}
+	for name, content := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var out bytes.Buffer
+	r := &Runner{Dir: dir, Out: &out}
+	r.GoTest(t.Context(), "demo tests", "-count=1", "./...")
+	res := r.Results()
+	if len(res) != 1 || res[0].Tests == nil {
+		t.Fatalf("results = %+v\n%s", res, out.String())
+	}
+	if got, want := *res[0].Tests, (Counts{Passed: 1, Failed: 1, Skipped: 1}); got != want {
+		t.Errorf("counts = %+v, want %+v\n%s", got, want, out.String())
+	}
+	if res[0].Err == nil {
+		t.Errorf("a failed test left the step without an error")
+	}
+	for _, want := range []string{"    FAIL example.com/demo TestFails", "the answer is 41", "    SKIP example.com/demo TestSkips: SKIP: no such tool", "FAIL example.com/demo ("} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("output lacks %q:\n%s", want, out.String())
+		}
+	}
+	if s := r.Summary(); !strings.HasPrefix(s, "FAIL in ") || !strings.Contains(s, "demo tests 1 passed, 1 failed, 1 skipped") {
+		t.Errorf("Summary() = %s", s)
 	}
 }
