@@ -18,6 +18,8 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+
+	"github.com/kvmmanager/guest-agent/agent/qga/qapi"
 )
 
 // DefaultPath is where the agent looks for its configuration.
@@ -56,9 +58,21 @@ type Config struct {
 	MaxConcurrentRequests int `json:"max_concurrent_requests"`
 	// MaxOutputBytes caps each of exec_command's stdout and stderr (default 1 MiB).
 	MaxOutputBytes int `json:"max_output_bytes"`
-	// DisabledMethods are method names the agent refuses with -32601.
+	// DisabledMethods are method names the agent refuses with -32601, and
+	// QGA command names (guest-exec, ...) refused as qemu-ga refuses a
+	// disabled command. A protocol 1.0 name also disables the QGA commands
+	// that reach the same operation (see agent/PROTOCOL-qga.md).
 	DisabledMethods []string `json:"disabled_methods"`
+	// QGAPort is "auto" (serve org.qemu.guest_agent.0 when it exists and
+	// nobody else, e.g. qemu-ga, holds it) or "off".
+	QGAPort string `json:"qga_port"`
 }
+
+// Values of QGAPort.
+const (
+	QGAPortAuto = "auto"
+	QGAPortOff  = "off"
+)
 
 // Default returns the built-in configuration, identical to the shipped
 // packaging/config.json plus the defaults of the optional keys.
@@ -74,6 +88,7 @@ func Default() *Config {
 		MaxConcurrentRequests:   10,
 		MaxOutputBytes:          1 << 20,
 		DisabledMethods:         []string{},
+		QGAPort:                 QGAPortAuto,
 	}
 }
 
@@ -109,6 +124,7 @@ func Parse(path string, data []byte) (*Config, error) {
 		"max_concurrent_requests":   &c.MaxConcurrentRequests,
 		"max_output_bytes":          &c.MaxOutputBytes,
 		"disabled_methods":          &c.DisabledMethods,
+		"qga_port":                  &c.QGAPort,
 	}
 	fail := func(off int64, key string, format string, args ...any) error {
 		line, col := position(data, off)
@@ -220,9 +236,14 @@ func (c *Config) validate() (key, msg string) {
 		return "max_output_bytes", fmt.Sprintf("must be between 0 and %d, got %d", MaxOutputLimit, c.MaxOutputBytes)
 	}
 	for _, m := range c.DisabledMethods {
-		if !slices.Contains(knownMethods, m) {
-			return "disabled_methods", fmt.Sprintf("unknown method %q", m)
+		if !slices.Contains(knownMethods, m) && !qapi.Known(m) {
+			return "disabled_methods", fmt.Sprintf("unknown method %q (neither a protocol 1.0 method nor a QGA command)", m)
 		}
+	}
+	switch c.QGAPort {
+	case QGAPortAuto, QGAPortOff:
+	default:
+		return "qga_port", fmt.Sprintf("must be %q or %q, got %q", QGAPortAuto, QGAPortOff, c.QGAPort)
 	}
 	return "", ""
 }
