@@ -12,5 +12,10 @@ package qga
 func (d *Dialect) groups() [][]Command {
 	return [][]Command{
 		d.coreCommands(),
+		d.systemCommands(),
+		d.networkCommands(),
+		d.execCommands(),
+		d.fileCommands(),
+		d.powerCommands(),
 	}
 }

@@ -27,6 +27,7 @@ import (
 	"os"
 	"runtime/debug"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/kvmmanager/guest-agent/agent/config"
@@ -57,6 +58,9 @@ type Dialect struct {
 	opts   Options
 	cmds   []*Command
 	byName map[string]*Command
+
+	procs      procTable    // guest-exec processes
+	nextHandle atomic.Int64 // guest-file handles given out so far
 }
 
 // Command is one QGA command of the registry.
@@ -84,6 +88,7 @@ type Command struct {
 // was made with).
 func New(svc *methods.Service, cfg *config.Config, opts Options) *Dialect {
 	d := &Dialect{svc: svc, cfg: cfg, log: opts.Logger, opts: opts, byName: map[string]*Command{}}
+	d.procs.procs = map[int64]*procEntry{}
 	if d.log == nil {
 		d.log = slog.New(slog.DiscardHandler)
 	}
@@ -392,6 +397,7 @@ type session struct {
 	d       *Dialect
 	mu      sync.Mutex
 	closers []func()
+	files   *fileTable // guest-file handles, made on first use
 }
 
 func newSession(d *Dialect) *session { return &session{d: d} }
