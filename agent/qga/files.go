@@ -20,7 +20,8 @@ const MaxOpenFiles = 64
 // firstHandle is the first handle given out, as in qemu-ga.
 const firstHandle = 1000
 
-// defaultReadCount is guest-file-read's count when absent.
+// defaultReadCount is guest-file-read's count when absent (or
+// max_file_size_bytes if smaller).
 const defaultReadCount = 4096
 
 // fileCommands: guest-file-open/read/write/seek/flush/close, under the path
@@ -139,7 +140,7 @@ func (d *Dialect) fileRead(ctx context.Context, a *qapi.GuestFileReadArgs) (qapi
 	if err != nil {
 		return qapi.GuestFileRead{}, err
 	}
-	count := int64(defaultReadCount)
+	count := min(int64(defaultReadCount), d.svc.MaxFileSize())
 	if a.Count != nil {
 		count = *a.Count
 	}
