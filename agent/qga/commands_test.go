@@ -290,10 +290,10 @@ func TestExec(t *testing.T) {
 	cfg.CommandTimeoutSeconds = 1
 	h := newHost(t, cfg, "", nil)
 	tests := []struct {
-		name, args               string
-		code, sig                *int64
-		out, errOut              *string
-		outTrunc, errTrunc       *bool
+		name, args         string
+		code, sig          *int64
+		out, errOut        *string
+		outTrunc, errTrunc *bool
 	}{
 		{"separate streams", `{"path":"/bin/sh","arg":["-c","echo hi; echo err >&2; exit 3"],"capture-output":true}`,
 			ptr(int64(3)), nil, ptr(b64("hi\n")), ptr(b64("err\n")), ptr(false), ptr(false)},
