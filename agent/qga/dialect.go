@@ -160,6 +160,12 @@ type readDeadliner interface {
 	SetReadDeadline(t time.Time) error
 }
 
+// hostWatcher is implemented by connections that span several host
+// connections (transport's virtio-serial port).
+type hostWatcher interface {
+	OnHostGone(fn func())
+}
+
 // queueDepth bounds the requests read ahead of the one running.
 const queueDepth = 4
 
@@ -174,6 +180,10 @@ func (d *Dialect) ServeConn(ctx context.Context, rw io.ReadWriter) error {
 	sess := newSession(d)
 	defer sess.close()
 	hctx = withSession(hctx, sess)
+	if hg, ok := rw.(hostWatcher); ok {
+		// The port outlives its hosts: a host that leaves loses its files.
+		hg.OnHostGone(sess.hostGone)
+	}
 
 	items := make(chan item, queueDepth)
 	stop := make(chan struct{})

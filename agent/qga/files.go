@@ -62,6 +62,22 @@ func (s *session) fileTable() *fileTable {
 	return s.files
 }
 
+// hostGone closes the files of a host that left.
+func (s *session) hostGone() {
+	s.mu.Lock()
+	t := s.files
+	s.mu.Unlock()
+	if t == nil {
+		return
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for h, f := range t.files {
+		f.Close()
+		delete(t.files, h)
+	}
+}
+
 func tableOf(ctx context.Context) (*fileTable, error) {
 	s := sessionOf(ctx)
 	if s == nil {
