@@ -64,7 +64,7 @@ func TestUnitActivation(t *testing.T) {
 		"Unit.After":               deviceUnit + " " + qgaDeviceUnit + " qemu-guest-agent.service",
 		"Service.Restart":          "always",
 		"Install.WantedBy":         deviceUnit + " " + qgaDeviceUnit,
-		"Service.ExecStart": "/usr/bin/kvmmanager-agent --config /etc/kvmmanager-agent/config.json",
+		"Service.ExecStart":        "/usr/bin/kvmmanager-agent --config /etc/kvmmanager-agent/config.json",
 	}
 	for k, v := range want {
 		if got := strings.Join(u[k], " "); got != v {
