@@ -5,9 +5,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
-	"os/exec"
 	"time"
 
+	"github.com/kvmmanager/guest-agent/agent/config"
 	"github.com/kvmmanager/guest-agent/agent/policy"
 	"github.com/kvmmanager/guest-agent/agent/protocol"
 	"github.com/kvmmanager/guest-agent/agent/server"
@@ -154,17 +154,13 @@ func (p *systemPower) askInit(kind PowerKind) bool {
 }
 
 func runInitCommand(path string, args ...string) error {
-	ctx, cancel := context.WithTimeout(context.Background(), initCommandTimeout)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, path, args...)
-	cmd.Env = childEnv
-	setProcessGroup(cmd)
-	cmd.WaitDelay = pipeDrainDelay
-	out := newCappedBuffer(4096)
-	cmd.Stdout, cmd.Stderr = out, out
-	if err := cmd.Run(); err != nil {
-		text, _ := out.result()
-		return fmt.Errorf("%s: %w: %s", path, err, text)
+	s := &Service{cfg: &config.Config{MaxOutputBytes: 4096}, log: slog.New(slog.DiscardHandler)}
+	res, err := s.run(context.Background(), path, protocol.ExecParams{Command: path, Args: args}, initCommandTimeout, true)
+	if err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	if r := res.(protocol.ExecResult); r.ExitCode != 0 {
+		return fmt.Errorf("%s: exit status %d: %s%s", path, r.ExitCode, r.Stdout, r.Stderr)
 	}
 	return nil
 }
