@@ -358,14 +358,12 @@ func (s *Service) fileWriteNow(params json.RawMessage) (any, error) {
 	if err != nil {
 		return nil, err
 	}
+	if enc == protocol.EncodingUTF8 && !utf8.Valid(params) {
+		// encoding/json would silently write U+FFFD for each bad byte.
+		return nil, invalidParams(`"content" is not valid UTF-8; send binary content with "encoding": "base64"`)
+	}
 	if raw != nil && enc == protocol.EncodingUTF8 {
-		// Text is used as a Go string; invalid UTF-8 is replaced the
-		// way encoding/json does it.
-		if utf8.Valid(raw) {
-			p.Content = string(raw)
-		} else if err := json.Unmarshal(append(append([]byte{'"'}, raw...), '"'), &p.Content); err != nil {
-			return nil, invalidParams(`"content": %v`, err)
-		}
+		p.Content = string(raw)
 		raw = nil
 	}
 	var perm os.FileMode

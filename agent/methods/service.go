@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/kvmmanager/guest-agent/agent/config"
+	"github.com/kvmmanager/guest-agent/agent/jsonscan"
 	"github.com/kvmmanager/guest-agent/agent/policy"
 	"github.com/kvmmanager/guest-agent/agent/protocol"
 	"github.com/kvmmanager/guest-agent/agent/server"
@@ -161,6 +162,9 @@ func decodeParams(params json.RawMessage, dst any) error {
 	}
 	if trimmed[0] != '{' {
 		return invalidParams("params must be an object")
+	}
+	if name, dup := jsonscan.DuplicateMember(trimmed); dup {
+		return invalidParams("field %q given twice", name)
 	}
 	// Unknown fields are found from the top-level keys alone (values are
 	// skipped, not copied), then the object is decoded straight from the
