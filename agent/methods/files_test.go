@@ -354,7 +354,7 @@ func TestFileWriteNeverKeepsAnotherOwner(t *testing.T) {
 	ft := newFileTree(t)
 	shared := filepath.Join(ft.allowed, "shared")
 	mustMkdir(t, shared)
-	if err := os.Chmod(shared, 0o1777); err != nil {
+	if err := os.Chmod(shared, os.ModeSticky|0o777); err != nil {
 		t.Fatal(err)
 	}
 	tests := []struct {

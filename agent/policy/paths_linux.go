@@ -169,7 +169,11 @@ func (r *resolver) walk(c candidate) (t *Target, next string, err error) {
 			return nil, "", &missingEntryError{c.entry, perr}
 		}
 		if len(rest) > 0 {
+			_, isLink, _ := readLink(pfd, filepath.Base(c.entry))
 			unix.Close(pfd)
+			if isLink {
+				return nil, "", &UntrustedError{Path: c.entry, Reason: "(allowed entry) has a symbolic link in its own path; it is not used"}
+			}
 			return nil, "", &missingEntryError{c.entry, unix.ENOTDIR}
 		}
 		fd = pfd
