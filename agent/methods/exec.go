@@ -67,7 +67,14 @@ func (s *Service) execCommand(ctx context.Context, params json.RawMessage) (any,
 		if !filepath.IsAbs(wd) {
 			return nil, invalidParams("working_directory %q is not absolute", wd)
 		}
-		fi, err := os.Stat(wd)
+		// Bounded: a working directory on a hung file system must not
+		// hold the request (and its slot) for ever.
+		v, err := s.withFileDeadline(ctx, func() (any, error) { return os.Stat(wd) })
+		var pe *protocol.Error
+		if errors.As(err, &pe) {
+			return nil, pe
+		}
+		fi, _ := v.(fs.FileInfo)
 		switch {
 		case errors.Is(err, fs.ErrNotExist):
 			return nil, protocol.Errorf(protocol.CodeNotFound, "working_directory %q does not exist", wd)
