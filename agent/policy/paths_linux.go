@@ -66,6 +66,27 @@ func openat(dir int, name string, flags int) (int, error) {
 	}
 }
 
+// openBeneath opens the directory of rest[:len(rest)-1] below dir with
+// openat2 RESOLVE_BENEATH|RESOLVE_NO_SYMLINKS. ok is false when there is
+// nothing to open, openat2 is missing, or anything (a link, "..", a missing
+// or odd component) needs the component walk, which then decides.
+func openBeneath(dir int, rest []string) (int, bool) {
+	if len(rest) < 2 || noOpenat2.Load() {
+		return -1, false
+	}
+	for _, c := range rest[:len(rest)-1] {
+		if c == ".." {
+			return -1, false
+		}
+	}
+	how := &unix.OpenHow{Flags: dirFlags, Resolve: unix.RESOLVE_BENEATH | unix.RESOLVE_NO_SYMLINKS | unix.RESOLVE_NO_MAGICLINKS}
+	fd, err := unix.Openat2(dir, strings.Join(rest[:len(rest)-1], "/"), how)
+	if err != nil {
+		return -1, false
+	}
+	return fd, true
+}
+
 type createdDir struct {
 	parent int
 	name   string
@@ -185,6 +206,13 @@ func (r *resolver) walk(c candidate) (t *Target, next string, err error) {
 		return nil, "", fmt.Errorf("open allowed entry %s: %w", c.entry, err)
 	}
 	stack := []int{fd}
+	if d, ok := openBeneath(fd, rest); ok {
+		// Fast path: the directories below the entry hold no link and
+		// no "..": one openat2 instead of one openat per component.
+		stack = append(stack, d)
+		names = append(names, rest[:len(rest)-1]...)
+		rest = rest[len(rest)-1:]
+	}
 	defer func() {
 		for _, d := range stack {
 			unix.Close(d)
