@@ -2,6 +2,8 @@ package policy
 
 import (
 	"errors"
+	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -132,5 +134,25 @@ func TestCommandsAbsoluteInWritableDirRefused(t *testing.T) {
 	_, err := NewCommands(true, []string{tool}, nil).Resolve(tool)
 	if !errors.Is(err, ErrNotExecutable) || !strings.Contains(err.Error(), "writable by others") {
 		t.Fatalf("Resolve = %v, want refusal naming the writable directory", err)
+	}
+}
+
+// /dev/fd is root's link to /proc/self/fd, whose entries are the kernel's
+// magic links: with both /dev and /proc allowed, the first link is followed
+// (root's, into /proc) but the magic one is not.
+func TestPathsDevFdRefused(t *testing.T) {
+	if fi, err := os.Lstat("/dev/fd"); err != nil || fi.Mode()&os.ModeSymlink == 0 {
+		t.Skip("no /dev/fd link here")
+	}
+	f, err := os.Open("/etc/hostname")
+	if err != nil {
+		t.Skip(err)
+	}
+	defer f.Close()
+	p := NewPaths("allowed_read_paths", []string{"/dev", "/proc"})
+	for _, path := range []string{"/dev/fd/0", "/dev/stdin", fmt.Sprintf("/dev/fd/%d", f.Fd())} {
+		if got, err := readVia(p, path); err == nil || (!IsEscape(err) && !errors.Is(err, fs.ErrNotExist)) {
+			t.Errorf("read %s = %q, %v; want a refusal", path, got, err)
+		}
 	}
 }
