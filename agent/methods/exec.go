@@ -156,12 +156,12 @@ func (s *Service) run(ctx context.Context, path string, p protocol.ExecParams, t
 		cancelled = true
 	}
 	if timedOut || cancelled {
-		box.kill()
+		box.kill(false)
 		waitErr = <-waited
 	}
 	// Whatever the command left behind (background children, setsid
 	// daemons) goes now; then the pipes close and the output is complete.
-	box.kill()
+	box.kill(true)
 	res := protocol.ExecResult{
 		ExitCode:        exitCode(cmd.ProcessState),
 		ExecutionTimeMS: time.Since(start).Milliseconds(),
@@ -192,8 +192,10 @@ func (s *Service) run(ctx context.Context, path string, p protocol.ExecParams, t
 
 // container holds the processes of one command (OS-specific).
 type container interface {
-	// kill ends every process of the command still running.
-	kill()
+	// kill ends every process of the command still running. reaped says
+	// whether the command's own process was already waited for (its pid
+	// may then belong to another process).
+	kill(reaped bool)
 	// release frees the container; kill was called before.
 	release()
 }

@@ -153,7 +153,7 @@ func isCloneIntoCgroupErr(err error) bool {
 }
 
 // kill ends every process in the cgroup and waits until it is empty.
-func (c *cgroupContainer) kill() {
+func (c *cgroupContainer) kill(bool) {
 	if err := os.WriteFile(filepath.Join(c.dir, "cgroup.kill"), []byte("1"), 0); err != nil {
 		// Before Linux 5.14: freeze, kill each process, thaw.
 		_ = os.WriteFile(filepath.Join(c.dir, "cgroup.freeze"), []byte("1"), 0)
@@ -216,9 +216,6 @@ type reapedContainer struct {
 	pid int // the command, also its process group
 	id  string
 	log *slog.Logger
-	// exited is set once the command was reaped by exec.Cmd.Wait (its pid
-	// may then be reused, so its descendants are no longer looked up).
-	exited func() bool
 }
 
 func startReaped(cmd *exec.Cmd, log *slog.Logger) (container, error) {
@@ -237,13 +234,13 @@ func startReaped(cmd *exec.Cmd, log *slog.Logger) (container, error) {
 		return nil, err
 	}
 	reaper.running[cmd.Process.Pid] = id
-	return &reapedContainer{pid: cmd.Process.Pid, id: id, log: log, exited: func() bool { return cmd.ProcessState != nil }}, nil
+	return &reapedContainer{pid: cmd.Process.Pid, id: id, log: log}, nil
 }
 
-func (c *reapedContainer) kill() {
+func (c *reapedContainer) kill(reaped bool) {
 	reaper.mu.Lock()
 	defer reaper.mu.Unlock()
-	if c.exited() {
+	if reaped {
 		_ = syscall.Kill(-c.pid, syscall.SIGKILL) // the group outlives its leader
 	} else {
 		_ = killTree(c.pid)
