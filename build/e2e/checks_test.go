@@ -370,7 +370,8 @@ func checkIdleCPU(ctx context.Context, t *testing.T, m *machine) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	m.client.Close()
-	<-observer // its call ends with the connection; the command goes on
+	// The observer's call ends with the connection; its command goes on.
+	<-observer
 	time.Sleep(5500 * time.Millisecond) // the window, with a margin for TCG
 	var err error
 	if m.client, err = client.Dial(ctx, m.socket); err != nil {
