@@ -48,6 +48,10 @@ type Service struct {
 	write    *policy.Paths
 	commands *policy.Commands
 
+	// guest is the state of the guest operations (fsfreeze, time,
+	// accounts: guestops.go).
+	guest guestState
+
 	// statfs is unix.Statfs; tests replace it.
 	statfs statfsFunc
 	// beforeRename, when set (tests only), runs after the temporary file of
@@ -76,6 +80,7 @@ func New(cfg *config.Config, opts Options) *Service {
 	if s.power == nil {
 		s.power = newSystemPower(s.log)
 	}
+	s.guest.init()
 	return s
 }
 
