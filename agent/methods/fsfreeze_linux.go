@@ -240,4 +240,3 @@ func (s *Service) autoThaw(gen uint64) {
 		hook(n)
 	}
 }
-

@@ -176,4 +176,3 @@ func (s *Service) DiskStats() ([]protocol.DiskStats, error) {
 }
 
 func ptr[T any](v T) *T { return &v }
-

@@ -17,8 +17,8 @@ const utmpFile = "/var/run/utmp"
 // time fields are 32-bit there too, __WORDSIZE_TIME64_COMPAT32).
 const (
 	utmpSize       = 384
-	utmpTypeOff    = 0   // short ut_type
-	utmpUserOff    = 44  // char ut_user[32]
+	utmpTypeOff    = 0  // short ut_type
+	utmpUserOff    = 44 // char ut_user[32]
 	utmpUserLen    = 32
 	utmpTvSecOff   = 340 // int32 ut_tv.tv_sec
 	utmpTvUsecOff  = 344 // int32 ut_tv.tv_usec
@@ -81,4 +81,3 @@ func utmpRecord(typ int16, user string, sec, usec int32) []byte {
 	le.PutUint32(r[utmpTvUsecOff:], uint32(usec))
 	return r
 }
-
