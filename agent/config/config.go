@@ -18,6 +18,8 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+
+	"github.com/kvmmanager/guest-agent/agent/qga/qapi"
 )
 
 // DefaultPath is where the agent looks for its configuration.
@@ -57,7 +59,10 @@ type Config struct {
 	MaxConcurrentRequests int `json:"max_concurrent_requests"`
 	// MaxOutputBytes caps each of exec_command's stdout and stderr (default 1 MiB).
 	MaxOutputBytes int `json:"max_output_bytes"`
-	// DisabledMethods are method names the agent refuses with -32601.
+	// DisabledMethods are method names the agent refuses with -32601, and
+	// QGA command names (guest-exec, ...) refused as qemu-ga refuses a
+	// disabled command. A protocol 1.0 name also disables the QGA commands
+	// that reach the same operation (see agent/PROTOCOL-qga.md).
 	DisabledMethods []string `json:"disabled_methods"`
 	// FsfreezeTimeoutSeconds bounds a freeze: the agent thaws by itself
 	// when no thaw came within it (default 60).
@@ -65,7 +70,16 @@ type Config struct {
 	// AllowAccountChanges enables set_user_password and adding or removing
 	// SSH authorized keys (default false: they change credentials).
 	AllowAccountChanges bool `json:"allow_account_changes"`
+	// QGAPort is "auto" (serve org.qemu.guest_agent.0 when it exists and
+	// nobody else, e.g. qemu-ga, holds it) or "off".
+	QGAPort string `json:"qga_port"`
 }
+
+// Values of QGAPort.
+const (
+	QGAPortAuto = "auto"
+	QGAPortOff  = "off"
+)
 
 // Default returns the built-in configuration, identical to the shipped
 // packaging/config.json plus the defaults of the optional keys.
@@ -83,6 +97,7 @@ func Default() *Config {
 		DisabledMethods:         []string{},
 		FsfreezeTimeoutSeconds:  60,
 		AllowAccountChanges:     false,
+		QGAPort:                 QGAPortAuto,
 	}
 }
 
@@ -120,6 +135,7 @@ func Parse(path string, data []byte) (*Config, error) {
 		"disabled_methods":          &c.DisabledMethods,
 		"fsfreeze_timeout_seconds":  &c.FsfreezeTimeoutSeconds,
 		"allow_account_changes":     &c.AllowAccountChanges,
+		"qga_port":                  &c.QGAPort,
 	}
 	fail := func(off int64, key string, format string, args ...any) error {
 		line, col := position(data, off)
@@ -234,9 +250,14 @@ func (c *Config) validate() (key, msg string) {
 		return "fsfreeze_timeout_seconds", fmt.Sprintf("must be between 1 and %d, got %d", MaxFsfreezeTimeout, c.FsfreezeTimeoutSeconds)
 	}
 	for _, m := range c.DisabledMethods {
-		if !slices.Contains(knownMethods, m) && !slices.Contains(knownGuestOpsMethods, m) {
-			return "disabled_methods", fmt.Sprintf("unknown method %q", m)
+		if !slices.Contains(knownMethods, m) && !slices.Contains(knownGuestOpsMethods, m) && !qapi.Known(m) {
+			return "disabled_methods", fmt.Sprintf("unknown method %q (neither a protocol 1.0/1.1 method nor a QGA command)", m)
 		}
+	}
+	switch c.QGAPort {
+	case QGAPortAuto, QGAPortOff:
+	default:
+		return "qga_port", fmt.Sprintf("must be %q or %q, got %q", QGAPortAuto, QGAPortOff, c.QGAPort)
 	}
 	return "", ""
 }
