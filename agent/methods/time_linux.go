@@ -16,10 +16,6 @@ import (
 // rtcDevice is the hardware clock hwclock(8) uses by default.
 const rtcDevice = "/dev/rtc0"
 
-// maxSetTime is the latest time set_time accepts: the end of year 9999
-// (RTC chips and date(1) stop there).
-var maxSetTime = time.Date(9999, 12, 31, 23, 59, 59, 0, time.UTC)
-
 // GetTime returns the system clock and the kernel's clock source.
 func (s *Service) GetTime() protocol.TimeInfo {
 	return protocol.TimeInfo{TimeNs: time.Now().UnixNano(), ClockSource: s.clockSource()}
@@ -41,9 +37,11 @@ func (s *Service) clockSource() string {
 // "hwclock -s" does, e.g. after the host resumed a suspended guest.
 func (s *Service) SetTime(ctx context.Context, timeNs *int64) (protocol.SetTimeResult, error) {
 	if timeNs != nil {
+		// Nanoseconds in an int64 reach 2262, which RTCs hold; before
+		// the epoch is refused, as settimeofday(2) refuses it.
 		t := time.Unix(0, *timeNs)
-		if *timeNs < 0 || t.After(maxSetTime) {
-			return protocol.SetTimeResult{}, opErr(ErrInvalidArgument, "Invalid time %d: must be between 0 and %d ns after the epoch", *timeNs, maxSetTime.UnixNano())
+		if *timeNs < 0 {
+			return protocol.SetTimeResult{}, opErr(ErrInvalidArgument, "Invalid time %d: before the epoch (1970-01-01 UTC)", *timeNs)
 		}
 		if err := s.guest.setClock(t); err != nil {
 			return protocol.SetTimeResult{}, wrapErr(nil, err, "Failed to set time to guest")

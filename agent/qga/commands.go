@@ -12,5 +12,9 @@ package qga
 func (d *Dialect) groups() [][]Command {
 	return [][]Command{
 		d.coreCommands(),
+		d.guestInfoCommands(),
+		d.diskCommands(),
+		d.fsfreezeCommands(),
+		d.accountCommands(),
 	}
 }
