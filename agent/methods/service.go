@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"reflect"
 	"strings"
 
@@ -109,7 +110,7 @@ func (s *Service) NonBlocking() map[string]bool {
 }
 
 func (s *Service) allHandlers() map[string]server.Handler {
-	return map[string]server.Handler{
+	all := map[string]server.Handler{
 		protocol.MethodPing:           s.ping,
 		protocol.MethodGetAgentInfo:   s.agentInfo,
 		protocol.MethodGetSystemInfo:  s.systemInfo,
@@ -122,6 +123,9 @@ func (s *Service) allHandlers() map[string]server.Handler {
 		protocol.MethodReboot:         s.reboot,
 		protocol.MethodSync:           s.sync,
 	}
+	// Protocol 1.1's guest operations (guestops_rpc.go).
+	maps.Copy(all, s.guestOpsHandlers())
+	return all
 }
 
 // capabilities lists the enabled methods in protocol order.
