@@ -122,7 +122,7 @@ func (s *Service) FSInfo(ctx context.Context) ([]protocol.FSInfo, error) {
 		return nil, wrapErr(nil, err, "failed to list mounted file systems")
 	}
 	out := []protocol.FSInfo{}
-	for _, m := range blockMounts(all, true) {
+	for _, m := range blockMounts(all, false) {
 		if err := ctx.Err(); err != nil {
 			return nil, wrapErr(nil, err, "guest-get-fsinfo interrupted")
 		}

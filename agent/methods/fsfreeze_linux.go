@@ -102,7 +102,7 @@ func (s *Service) FsfreezeFreeze(ctx context.Context, mountpoints []string) (pro
 	if err != nil {
 		return protocol.FsfreezeFreezeResult{}, wrapErr(nil, err, "failed to list mounted file systems")
 	}
-	cands := blockMounts(all, false)
+	cands := blockMounts(all, true)
 	if mountpoints != nil {
 		want := map[string]bool{}
 		for _, m := range mountpoints {
@@ -160,8 +160,8 @@ func (s *Service) FsfreezeFreeze(ctx context.Context, mountpoints []string) (pro
 }
 
 // FsfreezeThaw thaws (FITHAW, repeated until the kernel says "not frozen")
-// every file system a freeze would consider, shallowest first, plus those
-// the agent froze, then runs the hooks with "thaw". It returns the number
+// the file systems the agent froze, in reverse order, then every other
+// block-device file system, shallowest first, then runs the hooks with "thaw". It returns the number
 // of file systems that were frozen. Thawing what is not frozen is no error
 // (0), so a host can always call it, e.g. after the agent restarted.
 func (s *Service) FsfreezeThaw(ctx context.Context) (int, error) {
@@ -178,12 +178,13 @@ func (s *Service) thawLocked(ctx context.Context) int {
 		f.timer.Stop()
 		f.timer = nil
 	}
-	// The agent's own list first (reversed), then whatever else a freeze
-	// would have frozen (e.g. before a restart of the agent).
+	// The agent's own list first (reversed), then every other block-device
+	// file system (frozen e.g. before a restart of the agent; FITHAW on one
+	// that is not frozen is a harmless EINVAL).
 	list := slices.Clone(f.mounts)
 	slices.Reverse(list)
 	if all, err := s.readMounts(); err == nil {
-		cands := blockMounts(all, true)
+		cands := blockMounts(all, false)
 		freezeOrder(cands)
 		for _, m := range slices.Backward(cands) {
 			if !slices.Contains(list, m.mountPoint) {

@@ -24,7 +24,7 @@ func (s *Service) Fstrim(ctx context.Context, minimum uint64) ([]protocol.Fstrim
 	if err != nil {
 		return nil, wrapErr(nil, err, "failed to list mounted file systems")
 	}
-	mounts := blockMounts(all, false)
+	mounts := blockMounts(all, true)
 	out := make([]protocol.FstrimPath, 0, len(mounts))
 	// qemu-ga lists the results in reverse mount order.
 	for _, m := range slices.Backward(mounts) {

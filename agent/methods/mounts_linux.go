@@ -101,12 +101,13 @@ var notFreezable = map[string]bool{
 	"gfs2": true, "ocfs2": true, "fuse": true, "fuseblk": true, "zfs": true,
 }
 
-// blockMounts returns the visible mounts of local, block-device backed,
-// writable file systems, one per super block (bind mounts and second
-// mounts of one device dropped, the shortest mount point kept), in mount
-// order. These are the file systems qemu-ga's fsinfo, freeze and trim
-// consider: major number non-zero, or btrfs (whose major is 0).
-func blockMounts(all []mount, includeReadOnly bool) []mount {
+// blockMounts returns the visible mounts of block-device backed file
+// systems (major number non-zero, or btrfs, whose major is 0), one per
+// super block (bind mounts and second mounts of one device dropped, the
+// shortest mount point kept), in mount order: the file systems of qemu-ga's
+// guest-get-fsinfo. With freezable, only those worth freezing or trimming:
+// writable, and not network, FUSE or read-only media types.
+func blockMounts(all []mount, freezable bool) []mount {
 	visible := map[string]int{}
 	for i, m := range all {
 		visible[m.mountPoint] = i
@@ -114,11 +115,10 @@ func blockMounts(all []mount, includeReadOnly bool) []mount {
 	byDev := map[[2]uint32]int{}
 	var out []mount
 	for i, m := range all {
-		if visible[m.mountPoint] != i || pseudoFS[m.fsType] || notFreezable[m.fsType] ||
-			strings.HasPrefix(m.fsType, "fuse.") || (m.major == 0 && m.fsType != "btrfs") {
+		if visible[m.mountPoint] != i || pseudoFS[m.fsType] || (m.major == 0 && m.fsType != "btrfs") {
 			continue
 		}
-		if m.readOnly && !includeReadOnly {
+		if freezable && (m.readOnly || notFreezable[m.fsType] || strings.HasPrefix(m.fsType, "fuse.")) {
 			continue
 		}
 		key := [2]uint32{m.major, m.minor}

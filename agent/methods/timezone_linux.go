@@ -39,6 +39,14 @@ func (s *Service) localZone() *time.Location {
 
 // zoneName finds the IANA name of the local zone, "" when unknown.
 func (s *Service) zoneName() string {
+	if s.hostRoot == "/" {
+		if tz, ok := os.LookupEnv("TZ"); ok {
+			if tz = strings.TrimPrefix(tz, ":"); tz != "" && !strings.HasPrefix(tz, "/") {
+				return tz
+			}
+			return ""
+		}
+	}
 	if target, err := os.Readlink(s.hostPath("/etc/localtime")); err == nil {
 		if _, name, ok := strings.Cut(target, "zoneinfo/"); ok {
 			return name
