@@ -12,6 +12,11 @@ package qga
 func (d *Dialect) groups() [][]Command {
 	return [][]Command{
 		d.coreCommands(),
+		d.systemCommands(),
+		d.networkCommands(),
+		d.execCommands(),
+		d.fileCommands(),
+		d.powerCommands(),
 		d.guestInfoCommands(),
 		d.diskCommands(),
 		d.fsfreezeCommands(),

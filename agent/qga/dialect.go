@@ -27,6 +27,7 @@ import (
 	"os"
 	"runtime/debug"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/kvmmanager/guest-agent/agent/config"
@@ -57,6 +58,9 @@ type Dialect struct {
 	opts   Options
 	cmds   []*Command
 	byName map[string]*Command
+
+	procs      procTable    // guest-exec processes
+	nextHandle atomic.Int64 // guest-file handles given out so far
 }
 
 // Command is one QGA command of the registry.
@@ -84,6 +88,7 @@ type Command struct {
 // was made with).
 func New(svc *methods.Service, cfg *config.Config, opts Options) *Dialect {
 	d := &Dialect{svc: svc, cfg: cfg, log: opts.Logger, opts: opts, byName: map[string]*Command{}}
+	d.procs.procs = map[int64]*procEntry{}
 	if d.log == nil {
 		d.log = slog.New(slog.DiscardHandler)
 	}
@@ -155,6 +160,12 @@ type readDeadliner interface {
 	SetReadDeadline(t time.Time) error
 }
 
+// hostWatcher is implemented by connections that span several host
+// connections (transport's virtio-serial port).
+type hostWatcher interface {
+	OnHostGone(fn func())
+}
+
 // queueDepth bounds the requests read ahead of the one running.
 const queueDepth = 4
 
@@ -169,6 +180,10 @@ func (d *Dialect) ServeConn(ctx context.Context, rw io.ReadWriter) error {
 	sess := newSession(d)
 	defer sess.close()
 	hctx = withSession(hctx, sess)
+	if hg, ok := rw.(hostWatcher); ok {
+		// The port outlives its hosts: a host that leaves loses its files.
+		hg.OnHostGone(sess.hostGone)
+	}
 
 	items := make(chan item, queueDepth)
 	stop := make(chan struct{})
@@ -392,6 +407,7 @@ type session struct {
 	d       *Dialect
 	mu      sync.Mutex
 	closers []func()
+	files   *fileTable // guest-file handles, made on first use
 }
 
 func newSession(d *Dialect) *session { return &session{d: d} }

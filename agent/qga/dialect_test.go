@@ -214,7 +214,8 @@ func TestDisabled(t *testing.T) {
 	}
 	info := infoOf(t, d)
 	for _, c := range info.SupportedCommands {
-		wantEnabled := c.Name != "guest-ping" && c.Name != "test-mapped"
+		// exec_command disables guest-exec and guest-exec-status too.
+		wantEnabled := c.Name != "guest-ping" && c.Name != "test-mapped" && c.Name != "guest-exec" && c.Name != "guest-exec-status"
 		if c.Enabled != wantEnabled {
 			t.Errorf("guest-info: %s enabled = %v, want %v", c.Name, c.Enabled, wantEnabled)
 		}
