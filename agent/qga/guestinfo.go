@@ -42,8 +42,12 @@ func (d *Dialect) getTime(context.Context) (int64, error) {
 	return d.svc.GetTime().TimeNs, nil
 }
 
-// setTime returns {} as qemu-ga does.
+// setTime returns {} as qemu-ga does; a time before the epoch gets its
+// words (settimeofday's EINVAL).
 func (d *Dialect) setTime(ctx context.Context, a *qapi.GuestSetTimeArgs) (struct{}, error) {
+	if a.Time != nil && *a.Time < 0 {
+		return struct{}{}, Errorf("Failed to set time to guest: Invalid argument")
+	}
 	_, err := d.svc.SetTime(ctx, a.Time)
 	return struct{}{}, err
 }
