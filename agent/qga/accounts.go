@@ -11,12 +11,12 @@ import (
 // accountCommands: passwords and SSH keys. The changes need
 // allow_account_changes in the agent's configuration (off by default).
 func (d *Dialect) accountCommands() []Command {
-	return d.unlessFrozen([]Command{
+	return []Command{
 		{Name: qapi.CmdSetUserPassword, Handler: Typed(d.setUserPassword), Method: protocol.MethodSetUserPassword},
 		{Name: qapi.CmdSSHGetAuthorizedKeys, Handler: Typed(d.sshGetAuthorizedKeys), Method: protocol.MethodSSHGetAuthorizedKeys},
 		{Name: qapi.CmdSSHAddAuthorizedKeys, Handler: Typed(d.sshAddAuthorizedKeys), Method: protocol.MethodSSHAddAuthorizedKeys},
 		{Name: qapi.CmdSSHRemoveAuthorizedKey, Handler: Typed(d.sshRemoveAuthorizedKeys), Method: protocol.MethodSSHRemoveAuthorizedKeys},
-	})
+	}
 }
 
 // setUserPassword: the password (or hash) arrives base64-encoded.

@@ -10,10 +10,10 @@ import (
 // diskCommands: guest-get-disks and guest-get-fsinfo (libvirt's
 // guestinfo --disk/--filesystem and domfsinfo).
 func (d *Dialect) diskCommands() []Command {
-	return d.unlessFrozen([]Command{
+	return []Command{
 		{Name: qapi.CmdGetFsinfo, Handler: NoArgs(d.getFsinfo), Method: protocol.MethodGetDiskUsage},
 		{Name: qapi.CmdGetDisks, Handler: NoArgs(d.getDisks), Method: protocol.MethodGetDiskUsage},
-	})
+	}
 }
 
 func diskAddress(a protocol.DiskAddress) qapi.GuestDiskAddress {

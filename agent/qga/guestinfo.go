@@ -10,7 +10,7 @@ import (
 // guestInfoCommands: who is logged in, time zone, clock, load and the
 // CPU and disk counters.
 func (d *Dialect) guestInfoCommands() []Command {
-	return d.unlessFrozen([]Command{
+	return []Command{
 		{Name: qapi.CmdGetUsers, Handler: NoArgs(d.getUsers), Method: protocol.MethodGetUsers},
 		{Name: qapi.CmdGetTimezone, Handler: NoArgs(d.getTimezone), Method: protocol.MethodGetTimezone},
 		{Name: qapi.CmdGetTime, Handler: NoArgs(d.getTime), Method: protocol.MethodGetTime},
@@ -18,7 +18,7 @@ func (d *Dialect) guestInfoCommands() []Command {
 		{Name: qapi.CmdGetLoad, Handler: NoArgs(d.getLoad), Method: protocol.MethodGetLoad},
 		{Name: qapi.CmdGetCpustats, Handler: NoArgs(d.getCPUStats), Method: protocol.MethodGetCPUStats},
 		{Name: qapi.CmdGetDiskstats, Handler: NoArgs(d.getDiskStats), Method: protocol.MethodGetDiskStats},
-	})
+	}
 }
 
 func (d *Dialect) getUsers(context.Context) ([]qapi.GuestUser, error) {

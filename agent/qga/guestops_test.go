@@ -187,6 +187,8 @@ func TestGuestFsfreezeRealExt4(t *testing.T) {
 		`{"execute":"guest-fsfreeze-status","id":2}`,
 		`{"execute":"guest-get-users","id":3}`,
 		`{"execute":"guest-fsfreeze-freeze-list","arguments":{"mountpoints":["`+mnt+`"]},"id":4}`,
+		`{"execute":"guest-file-open","arguments":{"path":"`+mnt+`/x","mode":"w"},"id":41}`,
+		`{"execute":"guest-exec","arguments":{"path":"/bin/true"},"id":42}`,
 		`{"execute":"guest-ping","id":5}`,
 		`{"execute":"guest-fsfreeze-thaw","id":6}`,
 		`{"execute":"guest-fsfreeze-status","id":7}`,
@@ -195,6 +197,8 @@ func TestGuestFsfreezeRealExt4(t *testing.T) {
 		`{"return":"frozen","id":2}` + "\n" +
 		`{"error":{"class":"CommandNotFound","desc":"Command guest-get-users has been disabled: the agent is in frozen state"},"id":3}` + "\n" +
 		`{"error":{"class":"CommandNotFound","desc":"Command guest-fsfreeze-freeze-list has been disabled: the agent is in frozen state"},"id":4}` + "\n" +
+		`{"error":{"class":"CommandNotFound","desc":"Command guest-file-open has been disabled: the agent is in frozen state"},"id":41}` + "\n" +
+		`{"error":{"class":"CommandNotFound","desc":"Command guest-exec has been disabled: the agent is in frozen state"},"id":42}` + "\n" +
 		`{"return":{},"id":5}` + "\n" +
 		`{"return":1,"id":6}` + "\n" +
 		`{"return":"thawed","id":7}` + "\n" +
