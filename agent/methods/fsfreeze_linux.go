@@ -119,6 +119,17 @@ func (s *Service) FsfreezeFreeze(ctx context.Context, mountpoints []string) (pro
 		return protocol.FsfreezeFreezeResult{}, err
 	}
 
+	bound := s.freezeBound()
+	deadline := time.Now().Add(bound)
+	if len(cands) > 0 {
+		var names []string
+		for _, m := range cands {
+			names = append(names, m.mountPoint)
+		}
+		if err := s.saveFreezeState(names, deadline); err != nil {
+			s.log.Warn("cannot record the freeze; a restarted agent would not know of it", "err", err)
+		}
+	}
 	var frozen []string
 	for _, m := range cands {
 		err := s.guest.fsIoctl(m.mountPoint, ioctlFIFREEZE, nil)
@@ -131,6 +142,7 @@ func (s *Service) FsfreezeFreeze(ctx context.Context, mountpoints []string) (pro
 		}
 		// Thaw before anything is logged: a log file may live on one of them.
 		s.thawList(slices.Clone(frozen))
+		s.clearFreezeState()
 		s.runHooks(context.WithoutCancel(ctx), "thaw")
 		var pe *fs.PathError
 		if errors.As(err, &pe) {
@@ -141,12 +153,12 @@ func (s *Service) FsfreezeFreeze(ctx context.Context, mountpoints []string) (pro
 		s.log.Warn("fsfreeze failed; thawed again", "err", err)
 		return protocol.FsfreezeFreezeResult{}, err
 	}
-	bound := s.freezeBound()
 	res := protocol.FsfreezeFreezeResult{Frozen: len(frozen), Mountpoints: frozen, AutoThawSeconds: int(bound / time.Second)}
 	if len(frozen) == 0 {
 		// Nothing frozen: the state stays thawed (as qemu-ga's), and the
 		// hooks are told to resume.
 		res.Mountpoints = []string{}
+		s.clearFreezeState()
 		s.runHooks(context.WithoutCancel(ctx), "thaw")
 		return res, nil
 	}
@@ -154,8 +166,8 @@ func (s *Service) FsfreezeFreeze(ctx context.Context, mountpoints []string) (pro
 	f.mounts = frozen
 	f.gen++
 	gen := f.gen
-	f.deadline = time.Now().Add(bound)
-	f.timer = time.AfterFunc(bound, func() { s.autoThaw(gen) })
+	f.deadline = deadline
+	f.timer = time.AfterFunc(time.Until(deadline), func() { s.autoThaw(gen) })
 	return res, nil
 }
 
@@ -193,6 +205,7 @@ func (s *Service) thawLocked(ctx context.Context) int {
 		}
 	}
 	n := s.thawList(list)
+	s.clearFreezeState()
 	wasFrozen := f.frozen
 	f.frozen = false
 	f.mounts = nil

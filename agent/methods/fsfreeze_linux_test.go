@@ -420,6 +420,7 @@ func TestFreezeRealExt4(t *testing.T) {
 	s := newService(t, nil)
 	s.guest.fsIoctl = onlyUnder(mnt)
 	s.guest.hookDir = filepath.Join(t.TempDir(), "none")
+	s.guest.stateFile = filepath.Join(t.TempDir(), "fsfreeze.json")
 	if err := os.WriteFile(filepath.Join(mnt, "before"), []byte("x"), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -452,6 +453,7 @@ func TestFreezeRealAutoThaw(t *testing.T) {
 	s := newService(t, nil)
 	s.guest.fsIoctl = onlyUnder(mnt)
 	s.guest.hookDir = filepath.Join(t.TempDir(), "none")
+	s.guest.stateFile = filepath.Join(t.TempDir(), "fsfreeze.json")
 	s.guest.freezeBound = 100 * time.Millisecond
 	s.guest.onAutoThaw = func(n int) { thawed <- n }
 	if _, err := s.FsfreezeFreeze(context.Background(), []string{mnt}); err != nil {
@@ -470,5 +472,54 @@ func TestFreezeRealAutoThaw(t *testing.T) {
 	}
 	if err := <-wrote; err != nil {
 		t.Errorf("write after the automatic thaw: %v", err)
+	}
+}
+
+func TestFreezeRecordAndRecovery(t *testing.T) {
+	s, ffs := newFreezeService(t, fakeMountinfo, nil)
+	rec := s.freezeStatePath()
+	if !strings.HasPrefix(rec, s.hostRoot) {
+		t.Fatalf("record %s outside the host root", rec)
+	}
+	if _, err := s.FsfreezeFreeze(context.Background(), []string{"/var", "/home"}); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(rec)
+	if err != nil || !strings.Contains(string(b), `"mountpoints":["/home","/var"]`) {
+		t.Fatalf("record %q, %v", b, err)
+	}
+	// A new agent (same host root) starts frozen with the old deadline.
+	s2 := New(seedConfig(t), Options{HostRoot: s.hostRoot, Power: &fakePower{t: t}})
+	s2.guest.fsIoctl = ffs.ioctl
+	s2.guest.hookDir = s.guest.hookDir
+	st := s2.FsfreezeStatus()
+	if st.Status != "frozen" || strings.Join(st.Mountpoints, " ") != "/home /var" || st.AutoThawSeconds <= 0 || st.AutoThawSeconds > 60 {
+		t.Errorf("restarted agent status %+v", st)
+	}
+	if _, err := s2.FsfreezeFreeze(context.Background(), nil); !errors.Is(err, ErrFrozen) {
+		t.Errorf("freeze after restart: %v, want ErrFrozen", err)
+	}
+	if n, _ := s2.FsfreezeThaw(context.Background()); n != 2 {
+		t.Errorf("thaw after restart = %d, want 2", n)
+	}
+	if _, err := os.Stat(rec); !os.IsNotExist(err) {
+		t.Errorf("record left after thaw: %v", err)
+	}
+	_, _ = s.FsfreezeThaw(context.Background()) // the first agent's timer
+
+	// A record whose deadline passed is thawed at once by the new agent.
+	root := fakeHost(t, map[string]string{
+		"proc/self/mountinfo":                "21 1 0:21 / /run rw - tmpfs tmpfs rw\n",
+		"run/kvmmanager-agent/fsfreeze.json": `{"mountpoints":["/nonexistent-kvm-test"],"deadline_unix_ns":1}`,
+	})
+	s3 := New(seedConfig(t), Options{HostRoot: root, Power: &fakePower{t: t}})
+	for i := 0; s3.Frozen(); i++ {
+		if i > 3000 {
+			t.Fatal("a record past its deadline was not thawed")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if _, err := os.Stat(filepath.Join(root, "run/kvmmanager-agent/fsfreeze.json")); !os.IsNotExist(err) {
+		t.Errorf("record left after the automatic thaw: %v", err)
 	}
 }

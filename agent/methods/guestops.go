@@ -83,6 +83,8 @@ type guestState struct {
 	chpasswd string
 	// hookTimeout bounds each fsfreeze hook (default hookTimeoutDefault).
 	hookTimeout time.Duration
+	// stateFile is the fsfreeze record ("" = hostPath(fsfreezeStateFile)).
+	stateFile string
 	// hookDir is the fsfreeze hook directory ("" = hostPath(fsfreezeHookDir)).
 	hookDir string
 	// onAutoThaw, when set (tests), runs after an automatic thaw.

@@ -81,7 +81,7 @@ func New(cfg *config.Config, opts Options) *Service {
 	if s.power == nil {
 		s.power = newSystemPower(s.log)
 	}
-	s.guest.init()
+	s.initGuest()
 	return s
 }
 
