@@ -85,7 +85,7 @@ type guestState struct {
 	hookTimeout time.Duration
 	// stateFile is the fsfreeze record ("" = hostPath(fsfreezeStateFile)).
 	stateFile string
-	// hookDir is the fsfreeze hook directory ("" = hostPath(fsfreezeHookDir)).
+	// hookDir is the fsfreeze hook directory ("" = hostPath(FsfreezeHookDir)).
 	hookDir string
 	// onAutoThaw, when set (tests), runs after an automatic thaw.
 	onAutoThaw func(thawed int)

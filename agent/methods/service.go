@@ -1,6 +1,10 @@
 // Package methods implements every protocol 1.0 method of the agent: the
 // handlers the server dispatches to. Each method group has its own file; the
-// security decisions (paths, commands) live in agent/policy.
+// security decisions (paths, commands) live in agent/policy. It is also the
+// back end of the guest operations (fsfreeze, time, users, stats, disks,
+// accounts: guestops.go), typed methods of Service that protocol 1.1's
+// handlers (guestops_rpc.go) and the QEMU guest agent dialect (agent/qga)
+// share.
 //
 // Every handler decodes its params strictly (an unknown field is -32602 and
 // names the field), checks every limit before any side effect, and returns
