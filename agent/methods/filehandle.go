@@ -115,3 +115,26 @@ func (s *Service) sameInRead(path string, f *os.File) error {
 	}
 	return nil
 }
+
+// ErrNoData is ReadNoWait's error when the file has nothing to read now.
+var ErrNoData = errWouldBlock
+
+// ReadNoWait fills p from f (opened by OpenFile) until p is full or the
+// file ends (io.EOF, with the bytes read so far), never waiting: a kernel
+// file that would block (/proc/kmsg, tracing pipes) fails with ErrNoData
+// instead of parking the caller in the runtime's poller.
+func ReadNoWait(f *os.File, p []byte) (int, error) {
+	r, err := newNonblockReader(f)
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for n < len(p) {
+		m, err := r.Read(p[n:])
+		n += m
+		if err != nil {
+			return n, err
+		}
+	}
+	return n, nil
+}

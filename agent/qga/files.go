@@ -164,11 +164,13 @@ func (d *Dialect) fileRead(ctx context.Context, a *qapi.GuestFileReadArgs) (qapi
 		return qapi.GuestFileRead{}, Errorf("value '%d' is invalid for argument count", count)
 	}
 	buf := make([]byte, count)
-	n, err := io.ReadFull(f, buf)
+	n, err := methods.ReadNoWait(f, buf)
 	eof := false
 	switch {
-	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
+	case errors.Is(err, io.EOF):
 		eof = true
+	case errors.Is(err, methods.ErrNoData) && n > 0:
+		// What was there; the rest has not come yet.
 	case err != nil:
 		return qapi.GuestFileRead{}, Errorf("failed to read file: %s", errText(err))
 	}

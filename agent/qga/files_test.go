@@ -1,6 +1,9 @@
 package qga
 
 import (
+	"bufio"
+	"context"
+	"net"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -9,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/kvmmanager/guest-agent/agent/config"
+	"github.com/kvmmanager/guest-agent/agent/methods"
 )
 
 type fileRead struct {
@@ -188,4 +192,38 @@ func TestFileHandlesBoundedAndClosed(t *testing.T) {
 	if after := fds(); after > before-MaxOpenFiles {
 		t.Errorf("%d fds before the session ended, %d after: the handles were not closed", before, after)
 	}
+}
+
+// watchedConn is a connection that, like the virtio-serial port, outlives
+// its hosts and says when one leaves.
+type watchedConn struct {
+	net.Conn
+	gone chan func()
+}
+
+func (c *watchedConn) OnHostGone(fn func()) { c.gone <- fn }
+
+// On the port, a host that leaves loses its open files; the session goes on.
+func TestFileHandlesClosedWhenHostLeaves(t *testing.T) {
+	dir := t.TempDir()
+	writeFiles(t, dir, map[string]string{"f.txt": "data"})
+	cfg := config.Default()
+	cfg.AllowedReadPaths = []string{dir}
+	svc := methods.New(cfg, methods.Options{})
+	d := New(svc, cfg, Options{})
+	a, b := netPipe(t)
+	wc := &watchedConn{Conn: a, gone: make(chan func(), 1)}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- d.ServeConn(ctx, wc) }()
+	defer func() { cancel(); <-done }()
+	hostGone := <-wc.gone
+	h := &host{t: t, c: b, r: bufio.NewReader(b), d: d}
+	fh := h.open(dir+"/f.txt", "r")
+	var r fileRead
+	h.ret(`{"execute":"guest-file-read","arguments":{"handle":`+fh+`}}`, &r)
+	hostGone()
+	h.fails(`{"execute":"guest-file-read","arguments":{"handle":`+fh+`}}`, "handle '"+fh+"' has not been found")
+	// The next host opens files again.
+	h.open(dir+"/f.txt", "r")
 }

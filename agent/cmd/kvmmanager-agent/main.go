@@ -150,8 +150,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 				Logger:   log.With("port", qapi.PortName),
 				PortName: qapi.PortName,
 				Path:     *qgaDevice,
+			}
+			if *qgaDevice == "" {
 				// qemu-ga has the port, or will have it: leave it.
-				Yield: func() string { return qga.QemuGARunning("/proc") },
+				qopts.Yield = func() string { return qga.QemuGARunning("/proc") }
 			}
 			serve = append(serve, func(ctx context.Context) error { return transport.ServeDevice(ctx, qopts, dialect) })
 		} else {
