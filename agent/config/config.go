@@ -19,6 +19,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/kvmmanager/guest-agent/agent/policy"
 	"github.com/kvmmanager/guest-agent/agent/qga/qapi"
 )
 
@@ -85,10 +86,10 @@ const (
 // packaging/config.json plus the defaults of the optional keys.
 func Default() *Config {
 	return &Config{
-		AllowedReadPaths:        []string{"/etc", "/proc", "/sys", "/var/log", "/tmp"},
+		AllowedReadPaths:        []string{"/etc", "/proc", "/sys", "/var/log", "/tmp", "/usr/lib/os-release"},
 		AllowedWritePaths:       []string{"/tmp", "/var/tmp"},
 		CommandWhitelistEnabled: false,
-		CommandWhitelist:        []string{"ls", "cat", "grep", "find", "ps", "df", "free", "uptime"},
+		CommandWhitelist:        []string{"ls", "cat", "grep", "ps", "df", "free", "uptime"},
 		MaxFileSizeBytes:        10485760,
 		CommandTimeoutSeconds:   30,
 		LogLevel:                "info",
@@ -116,7 +117,48 @@ func Load(path string) (*Config, error) {
 		}
 		return nil, fmt.Errorf("config %s: %w", path, err)
 	}
-	return Parse(path, data)
+	c, err := Parse(path, data)
+	if err != nil {
+		return nil, err
+	}
+	if key, msg := c.checkOwnership(); key != "" {
+		line, col := position(data, keyOffset(data, key))
+		return nil, fmt.Errorf("config %s:%d:%d: key %q: %s", path, line, col, key, msg)
+	}
+	return c, nil
+}
+
+// checkOwnership refuses allowed entries and absolute command_whitelist
+// entries that a user other than root could replace or plant (see
+// policy.CheckChain): a user who can rename an allowed directory can swap it
+// for another one, and one who can write a whitelisted program's directory
+// gets it run as root. Missing entries pass when nobody else could create
+// them. Built-in defaults pass on every usual system.
+func (c *Config) checkOwnership() (key, msg string) {
+	for _, k := range []struct {
+		key   string
+		paths []string
+		file  bool
+	}{{"allowed_read_paths", c.AllowedReadPaths, false}, {"allowed_write_paths", c.AllowedWritePaths, false}, {"command_whitelist", c.CommandWhitelist, true}} {
+		for _, p := range k.paths {
+			if !filepath.IsAbs(p) {
+				continue // bare command names are looked up in trusted directories only
+			}
+			if err := policy.CheckChain(p, k.file); err != nil {
+				return k.key, fmt.Sprintf("entry %q refused: %v", p, err)
+			}
+		}
+	}
+	return "", ""
+}
+
+// keyOffset is the offset of the first occurrence of key as a member name
+// in data (0 if absent: the key came from the defaults).
+func keyOffset(data []byte, key string) int64 {
+	if i := bytes.Index(data, []byte(`"`+key+`"`)); i >= 0 {
+		return int64(i)
+	}
+	return 0
 }
 
 // Parse decodes and validates data, naming path in errors.

@@ -2,12 +2,9 @@ package methods
 
 import (
 	"bytes"
-	"context"
-	"errors"
-	"fmt"
+	"os"
 	"os/exec"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
@@ -16,10 +13,11 @@ import (
 
 // Background processes for the QEMU guest agent dialect's guest-exec: the
 // program is resolved and checked by the same command policy as
-// exec_command (whitelist, fixed system PATH), runs in a process group of
-// its own with exec_command's environment, and is killed with its whole
-// tree after command_timeout_seconds. Its output is kept up to
-// max_output_bytes per stream.
+// exec_command (whitelist, fixed system PATH), runs in a container of its
+// own as exec_command's do (a cgroup, or the subreaper's bookkeeping) with
+// exec_command's environment, and is killed with everything it started
+// after command_timeout_seconds; what it leaves behind when it exits is
+// killed too. Its output is kept up to max_output_bytes per stream.
 
 // ProcessSpec describes a program to start.
 type ProcessSpec struct {
@@ -41,12 +39,12 @@ type ProcessSpec struct {
 
 // Process is a started program.
 type Process struct {
-	PID     int
-	started time.Time
-	done    chan struct{}
-	stdout  *capWriter
-	stderr  *capWriter
-	state   *syscall.WaitStatus // set before done is closed
+	PID    int
+	done   chan struct{}
+	stdout *outputPipe // nil when not captured
+	stderr *outputPipe // nil when not captured (or merged into stdout)
+	// Set before done is closed.
+	state   *os.ProcessState
 	timeout bool
 }
 
@@ -87,44 +85,74 @@ func (s *Service) StartProcess(spec ProcessSpec) (*Process, error) {
 	if err != nil {
 		return nil, commandError(err)
 	}
-	timeout := time.Duration(s.cfg.CommandTimeoutSeconds) * time.Second
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	cmd := exec.CommandContext(ctx, path, spec.Args...)
+	cmd := exec.Command(path, spec.Args...)
 	cmd.Args[0] = spec.Path
 	cmd.Env = append(append([]string{}, childEnv...), spec.Env...)
-	cmd.WaitDelay = pipeDrainDelay
-	setProcessGroup(cmd)
 	if spec.Stdin != nil {
 		cmd.Stdin = bytes.NewReader(spec.Stdin)
 	}
-	p := &Process{started: time.Now(), done: make(chan struct{})}
+	p := &Process{done: make(chan struct{})}
+	closePipes := func() {
+		for _, o := range []*outputPipe{p.stdout, p.stderr} {
+			if o != nil {
+				o.close()
+			}
+		}
+	}
 	if spec.CaptureStdout || spec.MergeOutput {
-		p.stdout = &capWriter{max: s.cfg.MaxOutputBytes}
-		cmd.Stdout = p.stdout
+		if p.stdout, err = newOutputPipe(s.cfg.MaxOutputBytes); err != nil {
+			return nil, protocol.Errorf(protocol.CodeCommandFailed, "start %q: %v", spec.Path, err)
+		}
+		cmd.Stdout = p.stdout.w
+		if spec.MergeOutput {
+			cmd.Stderr = p.stdout.w
+		}
 	}
-	if spec.MergeOutput {
-		cmd.Stderr = p.stdout
-	} else if spec.CaptureStderr {
-		p.stderr = &capWriter{max: s.cfg.MaxOutputBytes}
-		cmd.Stderr = p.stderr
+	if spec.CaptureStderr && !spec.MergeOutput {
+		if p.stderr, err = newOutputPipe(s.cfg.MaxOutputBytes); err != nil {
+			closePipes()
+			return nil, protocol.Errorf(protocol.CodeCommandFailed, "start %q: %v", spec.Path, err)
+		}
+		cmd.Stderr = p.stderr.w
 	}
-	if err := cmd.Start(); err != nil {
-		cancel()
+	box, err := startContained(cmd, s.log)
+	if err != nil {
+		closePipes()
 		return nil, startError(spec.Path, path, err)
 	}
+	for _, o := range []*outputPipe{p.stdout, p.stderr} {
+		if o != nil {
+			o.start()
+		}
+	}
 	p.PID = cmd.Process.Pid
+	timeout := time.Duration(s.cfg.CommandTimeoutSeconds) * time.Second
 	s.log.Debug("guest-exec started", "command", path, "args", len(spec.Args), "pid", p.PID, "timeout", timeout)
 	go func() {
-		defer cancel()
-		err := cmd.Wait()
-		if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); ok {
-			p.state = &ws
+		defer close(p.done)
+		defer box.release()
+		defer closePipes()
+		waited := make(chan error, 1)
+		go func() { waited <- cmd.Wait() }()
+		timer := time.NewTimer(timeout)
+		defer timer.Stop()
+		select {
+		case <-waited:
+		case <-timer.C:
+			p.timeout = true
+			box.kill(false)
+			<-waited
 		}
-		p.timeout = errors.Is(ctx.Err(), context.DeadlineExceeded)
-		if err != nil && errors.Is(err, exec.ErrWaitDelay) {
-			s.log.Debug("guest-exec: output pipes still open after exit (background process?); closed them", "pid", p.PID)
+		// What it left behind goes now; then its pipes close.
+		box.kill(true)
+		drain := time.NewTimer(pipeDrainDelay)
+		defer drain.Stop()
+		for _, o := range []*outputPipe{p.stdout, p.stderr} {
+			if o != nil {
+				o.wait(drain.C)
+			}
 		}
-		close(p.done)
+		p.state = cmd.ProcessState
 	}()
 	return p, nil
 }
@@ -140,57 +168,30 @@ func (p *Process) Status() ProcessStatus {
 		return ProcessStatus{}
 	}
 	st := ProcessStatus{Exited: true, TimedOut: p.timeout}
-	if ws := p.state; ws != nil {
-		if ws.Signaled() {
+	if p.state != nil {
+		if ws, ok := p.state.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
 			sig := int(ws.Signal())
 			st.Signal = &sig
 		} else {
-			code := ws.ExitStatus()
+			code := p.state.ExitCode()
 			st.ExitCode = &code
 		}
 	}
 	if p.stdout != nil {
 		st.StdoutCaptured = true
-		st.Stdout, st.StdoutTruncated = p.stdout.buf, p.stdout.truncated
+		st.Stdout, st.StdoutTruncated = p.stdout.buf.bytes()
 	}
 	if p.stderr != nil {
 		st.StderrCaptured = true
-		st.Stderr, st.StderrTruncated = p.stderr.buf, p.stderr.truncated
+		st.Stderr, st.StderrTruncated = p.stderr.buf.bytes()
 	}
 	return st
 }
 
-// Kill kills the program's tree if it is still running.
-func (p *Process) Kill() error {
-	select {
-	case <-p.done:
-		return nil
-	default:
-	}
-	if err := killTree(p.PID); err != nil && !errors.Is(err, syscall.ESRCH) {
-		return fmt.Errorf("kill process group %d: %w", p.PID, err)
-	}
-	return nil
-}
-
-// capWriter keeps the first max bytes written to it and drops the rest, so
-// that a program writing without end neither blocks nor grows the agent.
-type capWriter struct {
-	mu        sync.Mutex
-	max       int
-	buf       []byte
-	truncated bool
-}
-
-func (w *capWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	room := w.max - len(w.buf)
-	if room >= len(p) {
-		w.buf = append(w.buf, p...)
-	} else {
-		w.buf = append(w.buf, p[:max(room, 0)]...)
-		w.truncated = true
-	}
-	return len(p), nil
+// bytes returns the output as it came (no UTF-8 repair: guest-exec sends
+// it in base64) and whether bytes were dropped.
+func (b *cappedBuffer) bytes() ([]byte, bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf, b.truncated
 }

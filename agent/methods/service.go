@@ -20,8 +20,12 @@ import (
 	"maps"
 	"reflect"
 	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/kvmmanager/guest-agent/agent/config"
+	"github.com/kvmmanager/guest-agent/agent/jsonscan"
 	"github.com/kvmmanager/guest-agent/agent/policy"
 	"github.com/kvmmanager/guest-agent/agent/protocol"
 	"github.com/kvmmanager/guest-agent/agent/server"
@@ -59,6 +63,14 @@ type Service struct {
 
 	// statfs is unix.Statfs; tests replace it.
 	statfs statfsFunc
+	// fileTimeout bounds each file_read and file_write (withFileDeadline);
+	// stuckFileOps counts those still running after it.
+	fileTimeout  time.Duration
+	stuckFileOps atomic.Int32
+	// statfsTimeout bounds statfs of one mount point; statfsBusy holds the
+	// mount points whose statfs is still running after it.
+	statfsTimeout time.Duration
+	statfsBusy    sync.Map
 	// beforeRename, when set (tests only), runs after the temporary file of
 	// a file_write is complete and before it replaces the target.
 	beforeRename func(tmpName string) error
@@ -75,6 +87,9 @@ func New(cfg *config.Config, opts Options) *Service {
 		write:    policy.NewPaths("allowed_write_paths", cfg.AllowedWritePaths),
 		commands: policy.NewCommands(cfg.CommandWhitelistEnabled, cfg.CommandWhitelist, opts.SearchDirs),
 		statfs:   defaultStatfs,
+
+		fileTimeout:   defaultFileTimeout,
+		statfsTimeout: defaultStatfsTimeout,
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
@@ -160,6 +175,9 @@ func decodeParams(params json.RawMessage, dst any) error {
 	}
 	if trimmed[0] != '{' {
 		return invalidParams("params must be an object")
+	}
+	if name, dup := jsonscan.DuplicateMember(trimmed); dup {
+		return invalidParams("field %q given twice", name)
 	}
 	// Unknown fields are found from the top-level keys alone (values are
 	// skipped, not copied), then the object is decoded straight from the
