@@ -70,7 +70,6 @@ func TestCheckSSHKey(t *testing.T) {
 	}
 }
 
-const nobody = 65534
 
 // accountsHost makes a host root whose /etc/passwd has alice (uid 65534,
 // home dir owned by her, mode 0755 down from /) and bob (another uid),
