@@ -70,7 +70,6 @@ func TestCheckSSHKey(t *testing.T) {
 	}
 }
 
-
 // accountsHost makes a host root whose /etc/passwd has alice (uid 65534,
 // home dir owned by her, mode 0755 down from /) and bob (another uid),
 // and returns the service (account changes allowed) and alice's home.
