@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"os/exec"
-	"syscall"
 	"time"
 )
 
@@ -13,34 +12,37 @@ import (
 var errHelperTimeout = errors.New("timed out")
 
 // runHelper runs a helper program of the guest operations (an fsfreeze
-// hook, chpasswd: programs root installed) to its end, in a process group
-// of its own that is killed whole on timeout or cancellation. cmd's output
-// must go to writers the caller reads afterwards; WaitDelay keeps a
-// leftover holder of the pipes from stalling the wait.
+// hook, chpasswd: programs root installed) to its end, contained as
+// exec_command's commands are (startContained): on timeout or cancellation
+// it and everything it started are killed, and whatever it left running is
+// killed when it exits. cmd's output must go to writers the caller reads
+// afterwards; WaitDelay keeps a leftover holder of the pipes from stalling
+// the wait (that alone is no failure).
 func (s *Service) runHelper(ctx context.Context, cmd *exec.Cmd, timeout time.Duration) error {
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	cmd.WaitDelay = time.Second
-	if err := cmd.Start(); err != nil {
+	box, err := startContained(cmd, s.log)
+	if err != nil {
 		return err
 	}
-	pgid := cmd.Process.Pid
+	defer box.release()
 	waited := make(chan error, 1)
 	go func() { waited <- cmd.Wait() }()
 	timer := time.NewTimer(timeout)
 	defer timer.Stop()
-	var err error
 	select {
 	case err = <-waited:
 	case <-timer.C:
-		_ = syscall.Kill(-pgid, syscall.SIGKILL)
+		box.kill(false)
 		<-waited
 		err = fmt.Errorf("%w: no exit within %v", errHelperTimeout, timeout)
 	case <-ctx.Done():
-		_ = syscall.Kill(-pgid, syscall.SIGKILL)
+		box.kill(false)
 		<-waited
 		err = ctx.Err()
 	}
-	// What the program left in its group goes with it.
-	_ = syscall.Kill(-pgid, syscall.SIGKILL)
+	box.kill(true)
+	if errors.Is(err, exec.ErrWaitDelay) {
+		err = nil
+	}
 	return err
 }
