@@ -440,3 +440,18 @@ func TestNonblockReaderNeverWaits(t *testing.T) {
 		t.Fatalf("readContent = %q, %d, %v", got, n, err)
 	}
 }
+
+// One link rule for reads and writes: root's link (one name, target inside
+// the allowed paths) is followed by file_write too; the link stays and its
+// target is replaced.
+func TestFileWriteThroughRootLink(t *testing.T) {
+	ft := newFileTree(t)
+	s := ft.service(t, nil)
+	mustCall(t, s.Handlers()[protocol.MethodFileWrite], map[string]any{"path": filepath.Join(ft.allowed, "link-in"), "content": "via link\n"}, nil)
+	if fi, err := os.Lstat(filepath.Join(ft.allowed, "link-in")); err != nil || fi.Mode()&os.ModeSymlink == 0 {
+		t.Fatalf("link-in is no longer a link: %v %v", fi, err)
+	}
+	if b, _ := os.ReadFile(filepath.Join(ft.allowed, "hello.txt")); string(b) != "via link\n" {
+		t.Fatalf("target content %q", b)
+	}
+}

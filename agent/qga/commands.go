@@ -10,12 +10,20 @@ package qga
 // line below. New runs this list once and panics on a name that is not in
 // the schema or is registered twice (a test builds a Dialect).
 func (d *Dialect) groups() [][]Command {
+	// While the agent holds file systems frozen, only the core commands
+	// and fsfreeze status/thaw run (qemu-ga's freeze allow-list): the
+	// others are refused (unlessFrozen), so that no command can block on a
+	// frozen file system ahead of the thaw in the ordered queue.
 	return [][]Command{
 		d.coreCommands(),
-		d.systemCommands(),
-		d.networkCommands(),
-		d.execCommands(),
-		d.fileCommands(),
-		d.powerCommands(),
+		d.fsfreezeCommands(), // refuses freeze and fstrim itself
+		d.unlessFrozen(d.systemCommands()),
+		d.unlessFrozen(d.networkCommands()),
+		d.unlessFrozen(d.execCommands()),
+		d.unlessFrozen(d.fileCommands()),
+		d.unlessFrozen(d.powerCommands()),
+		d.unlessFrozen(d.guestInfoCommands()),
+		d.unlessFrozen(d.diskCommands()),
+		d.unlessFrozen(d.accountCommands()),
 	}
 }
