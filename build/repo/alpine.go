@@ -16,7 +16,6 @@ import (
 	"time"
 )
 
-
 // AlpineArchitectures are the directories of the Alpine repository.
 var AlpineArchitectures = []string{"aarch64", "x86_64"}
 
