@@ -100,7 +100,7 @@ func Build(in Input) (*cdx.BOM, error) {
 			goarch = s.Value
 		}
 	}
-	mainRef := "pkg:golang/" + bi.Main.Path + "@" + in.Version
+	mainRef := "pkg:golang/" + bi.Main.Path + "@" + purlVersion(in.Version)
 	if goos != "" {
 		mainRef += "?goarch=" + goarch + "&goos=" + goos
 	}
@@ -155,7 +155,7 @@ func module(m *debug.Module) cdx.Component {
 	if used.Sum != "" {
 		props = append(props, cdx.Property{Name: PropModuleSum, Value: used.Sum})
 	}
-	purl := "pkg:golang/" + m.Path + "@" + m.Version
+	purl := "pkg:golang/" + m.Path + "@" + purlVersion(m.Version)
 	c := cdx.Component{
 		BOMRef:     purl,
 		Type:       cdx.ComponentTypeLibrary,
@@ -168,6 +168,9 @@ func module(m *debug.Module) cdx.Component {
 	}
 	return c
 }
+
+// purlVersion percent-encodes a version for a package URL ("+" is reserved).
+func purlVersion(v string) string { return strings.ReplaceAll(v, "+", "%2B") }
 
 // serial is a version 4-shaped UUID URN made from the binary's hash, so that
 // one binary always gets the same serial number.
