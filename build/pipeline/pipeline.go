@@ -96,7 +96,9 @@ func prepare(opts Options) (*run, error) {
 	return &run{opts: opts, info: info, keys: keys, out: out}, nil
 }
 
-// sayKeys prints, once per run, which keys sign (or that nothing is signed).
+// sayKeys prints, once per run, which keys sign (or that nothing is
+// signed): when packages are built, and always for release files and
+// repositories.
 func (r *run) sayKeys() {
 	if !r.said {
 		fmt.Fprintln(r.out, r.keys.Summary())
@@ -241,7 +243,6 @@ func (r *run) packages(ctx context.Context) ([]packages.Package, map[string]stri
 		return nil, nil, "", err
 	}
 	key := hashStrings("packages/2", binKey, tree, r.keyIdentity())
-	r.sayKeys()
 	st := stampPath(r.opts.Dist, "packages")
 	if outs, ok := readStampOutputs(st, key); ok && upToDate(st, key, outs) {
 		if pkgs, err := packages.Identify(outs); err == nil {
@@ -250,6 +251,7 @@ func (r *run) packages(ctx context.Context) ([]packages.Package, map[string]stri
 		}
 	}
 	removeStamp(st)
+	r.sayKeys()
 	if err := removeOldPackages(r.opts.Dist); err != nil {
 		return nil, nil, "", err
 	}

@@ -85,6 +85,7 @@ func Release(ctx context.Context, opts Options) (Manifest, error) {
 	if err != nil {
 		return Manifest{}, err
 	}
+	r.sayKeys()
 	t0 := time.Now()
 	dist := r.opts.Dist
 	var assets []Asset

@@ -24,6 +24,7 @@ func Repo(ctx context.Context, opts Options) (repo.Result, error) {
 	if err != nil {
 		return repo.Result{}, err
 	}
+	r.sayKeys()
 	t0 := time.Now()
 	var paths []string
 	for _, p := range pkgs {
