@@ -20,6 +20,7 @@ import (
 	"strings"
 
 	"github.com/kvmmanager/guest-agent/agent/policy"
+	"github.com/kvmmanager/guest-agent/agent/qga/qapi"
 )
 
 // DefaultPath is where the agent looks for its configuration.
@@ -31,6 +32,7 @@ const (
 	MaxTimeoutSeconds   = 86400     // upper bound for command_timeout_seconds
 	MaxConcurrencyLimit = 1024      // upper bound for max_concurrent_requests
 	MaxOutputLimit      = 64 << 20  // upper bound for max_output_bytes
+	MaxFsfreezeTimeout  = 3600      // upper bound for fsfreeze_timeout_seconds
 )
 
 // Config is the agent configuration. JSON names are the file's keys.
@@ -58,9 +60,27 @@ type Config struct {
 	MaxConcurrentRequests int `json:"max_concurrent_requests"`
 	// MaxOutputBytes caps each of exec_command's stdout and stderr (default 1 MiB).
 	MaxOutputBytes int `json:"max_output_bytes"`
-	// DisabledMethods are method names the agent refuses with -32601.
+	// DisabledMethods are method names the agent refuses with -32601, and
+	// QGA command names (guest-exec, ...) refused as qemu-ga refuses a
+	// disabled command. A protocol 1.0 name also disables the QGA commands
+	// that reach the same operation (see agent/PROTOCOL-qga.md).
 	DisabledMethods []string `json:"disabled_methods"`
+	// FsfreezeTimeoutSeconds bounds a freeze: the agent thaws by itself
+	// when no thaw came within it (default 60).
+	FsfreezeTimeoutSeconds int `json:"fsfreeze_timeout_seconds"`
+	// AllowAccountChanges enables set_user_password and adding or removing
+	// SSH authorized keys (default false: they change credentials).
+	AllowAccountChanges bool `json:"allow_account_changes"`
+	// QGAPort is "auto" (serve org.qemu.guest_agent.0 when it exists and
+	// nobody else, e.g. qemu-ga, holds it) or "off".
+	QGAPort string `json:"qga_port"`
 }
+
+// Values of QGAPort.
+const (
+	QGAPortAuto = "auto"
+	QGAPortOff  = "off"
+)
 
 // Default returns the built-in configuration, identical to the shipped
 // packaging/config.json plus the defaults of the optional keys.
@@ -76,6 +96,9 @@ func Default() *Config {
 		MaxConcurrentRequests:   10,
 		MaxOutputBytes:          1 << 20,
 		DisabledMethods:         []string{},
+		FsfreezeTimeoutSeconds:  60,
+		AllowAccountChanges:     false,
+		QGAPort:                 QGAPortAuto,
 	}
 }
 
@@ -152,6 +175,9 @@ func Parse(path string, data []byte) (*Config, error) {
 		"max_concurrent_requests":   &c.MaxConcurrentRequests,
 		"max_output_bytes":          &c.MaxOutputBytes,
 		"disabled_methods":          &c.DisabledMethods,
+		"fsfreeze_timeout_seconds":  &c.FsfreezeTimeoutSeconds,
+		"allow_account_changes":     &c.AllowAccountChanges,
+		"qga_port":                  &c.QGAPort,
 	}
 	fail := func(off int64, key string, format string, args ...any) error {
 		line, col := position(data, off)
@@ -262,10 +288,18 @@ func (c *Config) validate() (key, msg string) {
 	if c.MaxOutputBytes < 0 || c.MaxOutputBytes > MaxOutputLimit {
 		return "max_output_bytes", fmt.Sprintf("must be between 0 and %d, got %d", MaxOutputLimit, c.MaxOutputBytes)
 	}
+	if c.FsfreezeTimeoutSeconds < 1 || c.FsfreezeTimeoutSeconds > MaxFsfreezeTimeout {
+		return "fsfreeze_timeout_seconds", fmt.Sprintf("must be between 1 and %d, got %d", MaxFsfreezeTimeout, c.FsfreezeTimeoutSeconds)
+	}
 	for _, m := range c.DisabledMethods {
-		if !slices.Contains(knownMethods, m) {
-			return "disabled_methods", fmt.Sprintf("unknown method %q", m)
+		if !slices.Contains(knownMethods, m) && !slices.Contains(knownGuestOpsMethods, m) && !qapi.Known(m) {
+			return "disabled_methods", fmt.Sprintf("unknown method %q (neither a protocol 1.0/1.1 method nor a QGA command)", m)
 		}
+	}
+	switch c.QGAPort {
+	case QGAPortAuto, QGAPortOff:
+	default:
+		return "qga_port", fmt.Sprintf("must be %q or %q, got %q", QGAPortAuto, QGAPortOff, c.QGAPort)
 	}
 	return "", ""
 }
@@ -276,6 +310,16 @@ var knownMethods = []string{
 	"ping", "get_agent_info", "get_system_info", "get_network_info",
 	"get_disk_usage", "exec_command", "file_read", "file_write",
 	"shutdown", "reboot", "sync",
+}
+
+// knownGuestOpsMethods mirrors protocol.GuestOpsMethods (protocol 1.1's
+// guest operations); a test keeps the two lists equal.
+var knownGuestOpsMethods = []string{
+	"fsfreeze_status", "fsfreeze_freeze", "fsfreeze_thaw",
+	"get_time", "set_time", "get_users", "get_timezone",
+	"get_load", "get_memory_info", "get_cpu_stats", "get_disk_stats",
+	"ssh_get_authorized_keys", "ssh_add_authorized_keys",
+	"ssh_remove_authorized_keys", "set_user_password",
 }
 
 // normalize cleans paths so that policy checks compare canonical forms.

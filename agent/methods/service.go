@@ -1,6 +1,10 @@
 // Package methods implements every protocol 1.0 method of the agent: the
 // handlers the server dispatches to. Each method group has its own file; the
-// security decisions (paths, commands) live in agent/policy.
+// security decisions (paths, commands) live in agent/policy. It is also the
+// back end of the guest operations (fsfreeze, time, users, stats, disks,
+// accounts: guestops.go), typed methods of Service that protocol 1.1's
+// handlers (guestops_rpc.go) and the QEMU guest agent dialect (agent/qga)
+// share.
 //
 // Every handler decodes its params strictly (an unknown field is -32602 and
 // names the field), checks every limit before any side effect, and returns
@@ -13,6 +17,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"reflect"
 	"strings"
 	"sync"
@@ -51,6 +56,13 @@ type Service struct {
 	read     *policy.Paths
 	write    *policy.Paths
 	commands *policy.Commands
+
+	// guest is the state of the guest operations (fsfreeze, time,
+	// accounts: guestops.go).
+	guest guestState
+
+	// jobs are the background commands of both dialects (process.go).
+	jobs jobTable
 
 	// statfs is unix.Statfs; tests replace it.
 	statfs statfsFunc
@@ -91,6 +103,7 @@ func New(cfg *config.Config, opts Options) *Service {
 	if s.power == nil {
 		s.power = newSystemPower(s.log)
 	}
+	s.initGuest()
 	return s
 }
 
@@ -119,7 +132,7 @@ func (s *Service) NonBlocking() map[string]bool {
 }
 
 func (s *Service) allHandlers() map[string]server.Handler {
-	return map[string]server.Handler{
+	all := map[string]server.Handler{
 		protocol.MethodPing:           s.ping,
 		protocol.MethodGetAgentInfo:   s.agentInfo,
 		protocol.MethodGetSystemInfo:  s.systemInfo,
@@ -132,6 +145,9 @@ func (s *Service) allHandlers() map[string]server.Handler {
 		protocol.MethodReboot:         s.reboot,
 		protocol.MethodSync:           s.sync,
 	}
+	// Protocol 1.1's guest operations (guestops_rpc.go).
+	maps.Copy(all, s.guestOpsHandlers())
+	return all
 }
 
 // capabilities lists the enabled methods in protocol order.
