@@ -282,25 +282,29 @@ func (p *Process) ReadOutput(stderr bool, offset int64, max int) *OutputChunk {
 	return b.read(offset, max)
 }
 
-// Changed returns a channel closed at the next output or at the exit.
-func (p *Process) Changed() <-chan struct{} {
-	ch := make(chan struct{})
-	go func() {
-		defer close(ch)
-		var a, b <-chan struct{}
-		if p.stdout != nil {
-			a = p.stdout.changed()
-		}
-		if p.stderr != nil {
-			b = p.stderr.changed()
-		}
-		select {
-		case <-a:
-		case <-b:
-		case <-p.done:
-		}
-	}()
-	return ch
+// WaitChange waits at most d for new output or the exit, unless news
+// (checked after subscribing, so nothing is missed) already reports some,
+// or until cancel is closed.
+func (p *Process) WaitChange(d time.Duration, cancel <-chan struct{}, news func() bool) {
+	var a, b <-chan struct{}
+	if p.stdout != nil {
+		a = p.stdout.changed()
+	}
+	if p.stderr != nil {
+		b = p.stderr.changed()
+	}
+	if news() {
+		return
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-a:
+	case <-b:
+	case <-p.done:
+	case <-t.C:
+	case <-cancel:
+	}
 }
 
 // streamPipe is one output pipe of a program and the buffer it fills.
@@ -571,12 +575,24 @@ func (s *Service) Jobs(owner string) []*Job {
 	return out
 }
 
-// KillJobs kills every background command (agent shutdown, tests).
-func (s *Service) KillJobs() {
+// KillJobs kills every background command and waits at most wait for
+// their ends (agent shutdown, tests).
+func (s *Service) KillJobs(wait time.Duration) {
 	t := &s.jobs
 	t.mu.Lock()
-	defer t.mu.Unlock()
+	jobs := make([]*Job, 0, len(t.jobs))
 	for _, j := range t.jobs {
 		_ = j.P.Kill()
+		jobs = append(jobs, j)
+	}
+	t.mu.Unlock()
+	deadline := time.NewTimer(wait)
+	defer deadline.Stop()
+	for _, j := range jobs {
+		select {
+		case <-j.P.Done():
+		case <-deadline.C:
+			return
+		}
 	}
 }

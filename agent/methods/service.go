@@ -19,6 +19,7 @@ import (
 	"log/slog"
 	"maps"
 	"reflect"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -63,6 +64,8 @@ type Service struct {
 
 	// jobs are the background commands of both dialects (process.go).
 	jobs jobTable
+	// uploads are the chunked file_writes in progress (transfer.go).
+	uploads uploadTable
 
 	// statfs is unix.Statfs; tests replace it.
 	statfs statfsFunc
@@ -145,7 +148,12 @@ func (s *Service) allHandlers() map[string]server.Handler {
 		protocol.MethodReboot:         s.reboot,
 		protocol.MethodSync:           s.sync,
 	}
-	// Protocol 1.1's guest operations (guestops_rpc.go).
+	// Protocol 1.1: background commands (exec_start.go), file_stat
+	// (transfer.go) and the guest operations (guestops_rpc.go).
+	all[protocol.MethodExecStart] = s.execStart
+	all[protocol.MethodExecStatus] = s.execStatus
+	all[protocol.MethodExecKill] = s.execKill
+	all[protocol.MethodFileStat] = s.fileStat
 	maps.Copy(all, s.guestOpsHandlers())
 	return all
 }
@@ -153,7 +161,7 @@ func (s *Service) allHandlers() map[string]server.Handler {
 // capabilities lists the enabled methods in protocol order.
 func (s *Service) capabilities() []string {
 	out := []string{}
-	for _, m := range protocol.Methods {
+	for _, m := range append(slices.Clip(protocol.Methods), protocol.Methods11...) {
 		if !s.cfg.MethodDisabled(m) {
 			out = append(out, m)
 		}
