@@ -46,7 +46,10 @@ type upload struct {
 	id       string
 	path     string // as requested
 	tmp      string // name in the target's directory
+	f        *os.File // the temporary file, open until the upload ends
 	dev, ino uint64
+	dirDev   uint64 // the directory of the target
+	dirIno   uint64
 	size     int64
 	perm     os.FileMode // 0: the default at commit
 	last     time.Time
@@ -115,7 +118,6 @@ func (s *Service) fileWriteChunk(p protocol.FileWriteParams, raw []byte, enc str
 		if err != nil {
 			return err
 		}
-		defer f.Close()
 		if err := f.Truncate(*p.Offset); err != nil {
 			return fmt.Errorf("truncate: %w", err)
 		}
@@ -179,12 +181,19 @@ func (s *Service) startUpload(p protocol.FileWriteParams, perm os.FileMode, cont
 		if err != nil {
 			return err
 		}
-		defer f.Close()
 		fi, err := f.Stat()
+		if err == nil {
+			var dfi fs.FileInfo
+			if dfi, err = t.Dir.Stat(); err == nil {
+				u.dirDev, u.dirIno, _ = devIno(dfi)
+			}
+		}
 		if err != nil {
+			f.Close()
 			_ = removeAt(t, u.tmp)
 			return err
 		}
+		u.f = f
 		u.dev, u.ino, _ = devIno(fi)
 		n, err := content(f, 0)
 		if err != nil {
@@ -194,6 +203,9 @@ func (s *Service) startUpload(p protocol.FileWriteParams, perm os.FileMode, cont
 		u.size = n
 		res = protocol.FileWriteChunkResult{BytesWritten: n, Path: p.Path, UploadID: u.id, SizeBytes: n}
 		if p.Commit {
+			if _, err := u.open(t); err != nil {
+				return err
+			}
 			res.SHA256, err = s.commitUpload(t, u, f, p)
 			if err != nil {
 				_ = removeAt(t, u.tmp)
@@ -205,6 +217,9 @@ func (s *Service) startUpload(p protocol.FileWriteParams, perm os.FileMode, cont
 	})
 	if err != nil || res.Committed {
 		s.endUpload(u)
+	}
+	if errors.Is(err, fs.ErrNotExist) && !p.CreateDirs {
+		err = fmt.Errorf("%w: %v (set create_dirs to create missing directories)", fs.ErrNotExist, rootErrText(err))
 	}
 	if err != nil {
 		return nil, fileError(p.Path, err)
@@ -235,37 +250,35 @@ func checkReplaceable(t *policy.Target) error {
 	return policy.CheckFile(t, uid, nlink, true)
 }
 
-// open reopens u's temporary file in t.Dir if it is still the file the
-// agent created (same inode, one name).
+// open returns u's temporary file after checking that t is in the same
+// directory and that the temporary name there is still that file (same
+// inode, which cannot be reused while the agent holds it open; one name).
 func (u *upload) open(t *policy.Target) (*os.File, error) {
-	f, err := openAt(t, u.tmp, syscall.O_RDWR|syscall.O_NOFOLLOW|syscall.O_NONBLOCK|syscall.O_NOCTTY|syscall.O_CLOEXEC, 0)
+	if dfi, err := t.Dir.Stat(); err != nil {
+		return nil, err
+	} else if dev, ino, _ := devIno(dfi); dev != u.dirDev || ino != u.dirIno {
+		return nil, &policy.UntrustedError{Path: t.Path, Reason: fmt.Sprintf("upload %q: the path now leads to another directory", u.id)}
+	}
+	fi, err := statAt(&policy.Target{Dir: t.Dir, Name: u.tmp, Path: t.Path})
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, protocol.Errorf(protocol.CodeNotFound, "the temporary file of upload %q is gone from the directory of %q", u.id, u.path)
 	}
 	if err != nil {
 		return nil, err
 	}
-	fi, err := f.Stat()
-	if err != nil {
-		f.Close()
-		return nil, err
-	}
 	dev, ino, _ := devIno(fi)
 	_, nlink := owner(fi)
 	if dev != u.dev || ino != u.ino || nlink != 1 || !fi.Mode().IsRegular() {
-		f.Close()
 		return nil, &policy.UntrustedError{Path: t.Path, Reason: fmt.Sprintf("upload %q: its temporary file was replaced or linked", u.id)}
 	}
-	return f, nil
+	return u.f, nil
 }
 
 // remove deletes u's temporary file if it is still the agent's.
 func (u *upload) remove(t *policy.Target) error {
-	f, err := u.open(t)
-	if err != nil {
+	if _, err := u.open(t); err != nil {
 		return err
 	}
-	f.Close()
 	return removeAt(t, u.tmp)
 }
 
@@ -322,6 +335,9 @@ func (s *Service) uploadByID(id string) *upload {
 // endUpload drops u from the table; u.mu is held.
 func (s *Service) endUpload(u *upload) {
 	u.done = true
+	if u.f != nil {
+		u.f.Close()
+	}
 	s.uploads.mu.Lock()
 	defer s.uploads.mu.Unlock()
 	if s.uploads.m[u.id] == u {
