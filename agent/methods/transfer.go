@@ -44,8 +44,8 @@ const uploadIdle = 10 * time.Minute
 type upload struct {
 	mu       sync.Mutex // serializes the upload's chunks
 	id       string
-	path     string // as requested
-	tmp      string // name in the target's directory
+	path     string   // as requested
+	tmp      string   // name in the target's directory
 	f        *os.File // the temporary file, open until the upload ends
 	dev, ino uint64
 	dirDev   uint64 // the directory of the target
