@@ -3,11 +3,15 @@ package client
 import (
 	"context"
 	"crypto/sha256"
+	"encoding"
 	"encoding/base64"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
+	"regexp"
+	"strconv"
 
 	"github.com/kvmmanager/guest-agent/agent/protocol"
 )
@@ -107,6 +111,9 @@ const DefaultChunkSize = 4 << 20
 // Progress is told the bytes done and the total (-1 when unknown).
 type Progress func(done, total int64)
 
+// Download and Upload shrink their chunk to the agent's max_file_size_bytes
+// when the agent refuses a larger one.
+
 // ErrChecksum is wrapped by Download when the file's sha256, as the agent
 // computes it, differs from the bytes received.
 var ErrChecksum = errors.New("sha256 mismatch")
@@ -126,6 +133,10 @@ func (c *Client) Download(ctx context.Context, path string, w io.Writer, chunk i
 	var off int64
 	for {
 		b, r, err := c.ReadChunk(ctx, path, off, chunk)
+		if m, ok := agentMaxFileSize(err); ok && m > 0 && m < chunk {
+			chunk = m // the agent's max_file_size_bytes is smaller
+			continue
+		}
 		if err != nil {
 			return off, "", err
 		}
@@ -180,46 +191,45 @@ func (c *Client) Upload(ctx context.Context, path string, r io.Reader, o UploadO
 		}
 		return off, "", err
 	}
-	read := func() ([]byte, bool, error) {
-		b := make([]byte, o.Chunk)
-		n, err := io.ReadFull(r, b)
-		if err == io.EOF || err == io.ErrUnexpectedEOF {
-			return b[:n], true, nil
-		}
-		return b[:n], false, err
-	}
-	// One chunk is read ahead, so that the last one carries the commit.
-	cur, eof, err := read()
+	var pend []byte // read, not yet sent
+	eof := false
 	for {
-		if err != nil {
-			return abort(err)
-		}
-		var next []byte
-		var nextEOF bool
-		if !eof {
-			if next, nextEOF, err = read(); err != nil {
+		// Hold more than a chunk (or the end), so the last chunk is known
+		// and carries the commit.
+		for !eof && int64(len(pend)) <= o.Chunk {
+			b := make([]byte, o.Chunk+1-int64(len(pend)))
+			n, err := io.ReadFull(r, b)
+			pend = append(pend, b[:n]...)
+			if err == io.EOF || err == io.ErrUnexpectedEOF {
+				eof = true
+			} else if err != nil {
 				return abort(err)
 			}
-			if len(next) == 0 && nextEOF {
-				eof = true
-			}
 		}
-		h.Write(cur)
+		n := min(int64(len(pend)), o.Chunk)
+		cur := pend[:n]
+		last := eof && n == int64(len(pend))
 		start := off
 		p := protocol.FileWriteParams{
 			Path: path, Content: base64.StdEncoding.EncodeToString(cur), Encoding: protocol.EncodingBase64,
 			Offset: &start, UploadID: id, Permissions: o.Permissions, CreateDirs: o.CreateDirs && id == "",
 		}
-		if eof {
-			size := off + int64(len(cur))
-			p.Commit, p.SizeBytes, p.SHA256 = true, &size, hex.EncodeToString(h.Sum(nil))
+		if last {
+			size := off + n
+			p.Commit, p.SizeBytes, p.SHA256 = true, &size, sumWith(h, cur)
 		}
 		res, err := c.WriteChunk(ctx, p)
+		if m, ok := agentMaxFileSize(err); ok && m > 0 && m < o.Chunk {
+			o.Chunk = m // the agent's max_file_size_bytes is smaller: resend in its size
+			continue
+		}
 		if err != nil {
 			return abort(err)
 		}
+		h.Write(cur)
 		id = res.UploadID
-		off += int64(len(cur))
+		off += n
+		pend = pend[n:]
 		if o.Progress != nil {
 			total := o.Size
 			if total <= 0 {
@@ -227,14 +237,46 @@ func (c *Client) Upload(ctx context.Context, path string, r io.Reader, o UploadO
 			}
 			o.Progress(off, total)
 		}
-		if eof {
+		if last {
 			if !res.Committed {
 				return abort(fmt.Errorf("upload %s: the agent did not commit", path))
 			}
 			return off, res.SHA256, nil
 		}
-		cur, eof = next, nextEOF
 	}
+}
+
+// sumWith returns the hex sha256 of what h has seen followed by b, leaving
+// h unchanged.
+func sumWith(h hash.Hash, b []byte) string {
+	st, err := h.(encoding.BinaryMarshaler).MarshalBinary()
+	h2 := sha256.New()
+	if err == nil {
+		err = h2.(encoding.BinaryUnmarshaler).UnmarshalBinary(st)
+	}
+	if err != nil {
+		panic("sha256 state: " + err.Error()) // crypto/sha256 always supports it
+	}
+	h2.Write(b)
+	return hex.EncodeToString(h2.Sum(nil))
+}
+
+// maxSizeRe finds the agent's max_file_size_bytes in its refusal of a
+// chunk too large.
+var maxSizeRe = regexp.MustCompile(`(?:over|larger than) max_file_size_bytes \((\d+)\)`)
+
+// agentMaxFileSize returns the max_file_size_bytes an agent error names.
+func agentMaxFileSize(err error) (int64, bool) {
+	var perr *protocol.Error
+	if !errors.As(err, &perr) {
+		return 0, false
+	}
+	m := maxSizeRe.FindStringSubmatch(perr.Message)
+	if m == nil {
+		return 0, false
+	}
+	n, err := strconv.ParseInt(m[1], 10, 64)
+	return n, err == nil
 }
 
 // FsfreezeStatus calls fsfreeze_status.

@@ -68,6 +68,15 @@ func TestUploadDownload(t *testing.T) {
 			t.Fatalf("download %d: %d %s %v", size, n, sum, err)
 		}
 	}
+	// The default chunk shrinks to the agent's max_file_size_bytes.
+	data := bytes.Repeat([]byte("0123456789"), 350)
+	if n, _, err := c.Upload(ctx, filepath.Join(dir, "f"), bytes.NewReader(data), client.UploadOptions{}); err != nil || n != int64(len(data)) {
+		t.Fatalf("upload with the default chunk: %d %v", n, err)
+	}
+	var back bytes.Buffer
+	if n, _, err := c.Download(ctx, filepath.Join(dir, "f"), &back, 0, nil); err != nil || n != int64(len(data)) || !bytes.Equal(back.Bytes(), data) {
+		t.Fatalf("download with the default chunk: %d %v", n, err)
+	}
 	// A failed upload leaves the old file and no temporary file.
 	if _, _, err := c.Upload(ctx, filepath.Join(dir, "f"), iotestErrReader{}, client.UploadOptions{Chunk: chunk}); err == nil {
 		t.Fatal("upload from a failing reader succeeded")
