@@ -1,7 +1,6 @@
 package methods
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"os"
@@ -104,19 +103,15 @@ func (s *Service) SetUserPassword(ctx context.Context, username, password string
 	if crypted {
 		args = append(args, "-e")
 	}
-	ctx, cancel := context.WithTimeout(ctx, chpasswdTimeout)
-	defer cancel()
 	cmd := exec.Command(path, args...)
 	cmd.Env = []string{"PATH=" + policy.SystemPATH, "LANG=C"}
 	cmd.Dir = "/"
 	cmd.Stdin = strings.NewReader(username + ":" + password + "\n")
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := runCmd(ctx, cmd, s.log); err != nil {
-		msg := strings.TrimSpace(out.String())
-		if len(msg) > 512 {
-			msg = msg[:512]
-		}
+	out := newCappedBuffer(4096)
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := s.runHelper(ctx, cmd, chpasswdTimeout); err != nil {
+		text, _ := out.result()
+		msg := strings.TrimSpace(text)
 		if msg != "" {
 			return opErr(nil, "child process has failed to set user password: %v: %s", err, msg)
 		}

@@ -70,8 +70,6 @@ func TestCheckSSHKey(t *testing.T) {
 	}
 }
 
-const nobodyID = 65534
-
 // accountsHost makes a host root whose /etc/passwd has alice (uid 65534,
 // home dir owned by her, mode 0755 down from /) and bob (another uid),
 // and returns the service (account changes allowed) and alice's home.
@@ -87,7 +85,7 @@ func accountsHost(t *testing.T) (*Service, string) {
 	if err := os.Mkdir(home, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.Chown(home, nobodyID, nobodyID); err != nil {
+	if err := os.Chown(home, nobody, nobody); err != nil {
 		t.Fatal(err)
 	}
 	bobHome := filepath.Join(base, "bob")
@@ -98,7 +96,7 @@ func accountsHost(t *testing.T) (*Service, string) {
 		t.Fatal(err)
 	}
 	passwd := fmt.Sprintf("root:x:0:0:root:/root:/bin/sh\nalice:x:%d:%d:Alice:%s:/bin/sh\nbob:x:4242:4242::%s:/bin/sh\nmallory:x:%d:%d::%s:/bin/sh\n",
-		nobodyID, nobodyID, home, bobHome, nobodyID, nobodyID, bobHome)
+		nobody, nobody, home, bobHome, nobody, nobody, bobHome)
 	root := fakeHost(t, map[string]string{"etc/passwd": passwd})
 	s := New(seedConfig(t), Options{HostRoot: root, Power: &fakePower{t: t}})
 	s.cfg.AllowAccountChanges = true
@@ -124,11 +122,11 @@ func TestSSHKeysLifecycle(t *testing.T) {
 	if err := s.SSHAddAuthorizedKeys("alice", []string{k1, k2, k1}, false); err != nil {
 		t.Fatal(err)
 	}
-	if uid, perm := statOwner(t, home+"/.ssh"); uid != nobodyID || perm != 0o700 {
-		t.Errorf(".ssh uid %d mode %o, want %d 0700", uid, perm, nobodyID)
+	if uid, perm := statOwner(t, home+"/.ssh"); uid != nobody || perm != 0o700 {
+		t.Errorf(".ssh uid %d mode %o, want %d 0700", uid, perm, nobody)
 	}
-	if uid, perm := statOwner(t, home+"/.ssh/authorized_keys"); uid != nobodyID || perm != 0o600 {
-		t.Errorf("authorized_keys uid %d mode %o, want %d 0600", uid, perm, nobodyID)
+	if uid, perm := statOwner(t, home+"/.ssh/authorized_keys"); uid != nobody || perm != 0o600 {
+		t.Errorf("authorized_keys uid %d mode %o, want %d 0600", uid, perm, nobody)
 	}
 	// Comments and blank lines a user wrote stay; get leaves them out.
 	b, _ := os.ReadFile(home + "/.ssh/authorized_keys")
@@ -158,7 +156,7 @@ func TestSSHKeysLifecycle(t *testing.T) {
 	if keys, _ := s.SSHAuthorizedKeys("alice"); len(keys) != 1 || keys[0] != k2 {
 		t.Errorf("after reset: %q", keys)
 	}
-	if uid, perm := statOwner(t, home+"/.ssh/authorized_keys"); uid != nobodyID || perm != 0o600 {
+	if uid, perm := statOwner(t, home+"/.ssh/authorized_keys"); uid != nobody || perm != 0o600 {
 		t.Errorf("rewritten authorized_keys uid %d mode %o", uid, perm)
 	}
 	entries, _ := os.ReadDir(home + "/.ssh")
@@ -191,22 +189,22 @@ func TestSSHKeysRefusals(t *testing.T) {
 			mustSymlink(t, "/etc", home+"/.ssh")
 		}, "get", "alice", nil, nil, "symlink"},
 		{"authorized_keys is a symlink", func(t *testing.T, s *Service, home string) {
-			mkSSH(t, home, nobodyID)
+			mkSSH(t, home, nobody)
 			mustSymlink(t, "/etc/shadow", home+"/.ssh/authorized_keys")
 		}, "get", "alice", nil, nil, "symlink"},
 		{"authorized_keys owned by root", func(t *testing.T, s *Service, home string) {
-			mkSSH(t, home, nobodyID)
+			mkSSH(t, home, nobody)
 			if err := os.WriteFile(home+"/.ssh/authorized_keys", []byte(k+"\n"), 0o600); err != nil {
 				t.Fatal(err)
 			}
 		}, "get", "alice", nil, nil, "owned by uid 0"},
 		{"authorized_keys hard link", func(t *testing.T, s *Service, home string) {
-			mkSSH(t, home, nobodyID)
+			mkSSH(t, home, nobody)
 			other := filepath.Join(home, "elsewhere")
 			if err := os.WriteFile(other, []byte(k+"\n"), 0o600); err != nil {
 				t.Fatal(err)
 			}
-			_ = os.Chown(other, nobodyID, nobodyID)
+			_ = os.Chown(other, nobody, nobody)
 			if err := os.Link(other, home+"/.ssh/authorized_keys"); err != nil {
 				t.Fatal(err)
 			}
@@ -270,7 +268,7 @@ func TestSSHKeysSymlinkRace(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(victim, "authorized_keys"), []byte("root's own\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	mkSSH(t, home, nobodyID)
+	mkSSH(t, home, nobody)
 	script := `cd "$1" || exit 1
 while :; do
   mv .ssh .ssh-real 2>/dev/null; ln -s "$2" .ssh 2>/dev/null
@@ -279,7 +277,7 @@ while :; do
   rm -f .ssh/authorized_keys 2>/dev/null
 done`
 	attacker := exec.Command("/bin/sh", "-c", script, "attacker", home, victim)
-	attacker.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: nobodyID, Gid: nobodyID}, Setpgid: true}
+	attacker.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: nobody, Gid: nobody}, Setpgid: true}
 	if err := attacker.Start(); err != nil {
 		t.Fatal(err)
 	}

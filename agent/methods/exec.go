@@ -6,7 +6,6 @@ import (
 	"errors"
 	"io"
 	"io/fs"
-	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -189,35 +188,6 @@ func (s *Service) run(ctx context.Context, path string, p protocol.ExecParams, t
 		}
 	}
 	return res, nil
-}
-
-// runCmd runs cmd, a program the agent itself starts (a freeze hook,
-// chpasswd), to its end in a container of its own like exec_command's: on
-// ctx's end, and after the program exits, every process it started is
-// killed. cmd's output writers are complete when runCmd returns.
-func runCmd(ctx context.Context, cmd *exec.Cmd, log *slog.Logger) error {
-	if cmd.WaitDelay == 0 {
-		cmd.WaitDelay = pipeDrainDelay
-	}
-	box, err := startContained(cmd, log)
-	if err != nil {
-		return err
-	}
-	defer box.release()
-	waited := make(chan error, 1)
-	go func() { waited <- cmd.Wait() }()
-	var waitErr error
-	select {
-	case waitErr = <-waited:
-	case <-ctx.Done():
-		box.kill(false)
-		waitErr = <-waited
-	}
-	box.kill(true)
-	if ctx.Err() != nil {
-		return ctx.Err()
-	}
-	return waitErr
 }
 
 // container holds the processes of one command (OS-specific).

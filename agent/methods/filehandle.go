@@ -7,17 +7,19 @@ import (
 	"os"
 	"syscall"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/kvmmanager/guest-agent/agent/policy"
 	"github.com/kvmmanager/guest-agent/agent/protocol"
 )
 
 // Open files for the QEMU guest agent dialect's guest-file-* commands,
-// under the same path policy as file_read and file_write: a read-only mode
-// needs the path inside allowed_read_paths, a writing mode inside
-// allowed_write_paths, a "+" mode (read and write) inside both. Only
-// regular files are opened; a writing mode does not follow a symbolic link
-// in the last component (as file_write). Paths are resolved with os.Root, so
-// "..", symlinks and /proc magic links cannot lead outside the entry.
+// under the same path policy as file_read and file_write (agent/policy: the
+// link rules, the checks for directories other users can write): a
+// read-only mode needs the path inside allowed_read_paths, a writing mode
+// inside allowed_write_paths, a "+" mode (read and write) inside both. Only
+// regular files are opened, never through a link in the last component,
+// never blocking on a FIFO or device swapped in.
 
 // fopenFlags maps fopen(3) modes, as qemu-ga accepts them, to open flags.
 var fopenFlags = map[string]int{
@@ -50,40 +52,9 @@ func (s *Service) OpenFile(path, mode string) (*os.File, error) {
 	}
 	var f *os.File
 	err := paths.Do(path, func(t *policy.Target) error {
-		if t.Name == "." {
-			return fmt.Errorf("%w (directory)", errNotRegular)
-		}
-		// Stat first: only regular files are opened (a FIFO would block, a
-		// device open can have side effects); the final name is never
-		// followed (the policy followed the trusted links already).
-		fi, err := statAt(t)
-		switch {
-		case err == nil && fi.Mode()&fs.ModeSymlink != 0:
-			return errSymlink
-		case err == nil && !fi.Mode().IsRegular():
-			return fmt.Errorf("%w (%s)", errNotRegular, fileKind(fi.Mode()))
-		case err != nil && (!writing || !errors.Is(err, fs.ErrNotExist)):
-			return err
-		}
-		fl := flags | syscall.O_NONBLOCK | syscall.O_NOCTTY | syscall.O_NOFOLLOW | syscall.O_CLOEXEC
-		opened, err := openAt(t, t.Name, fl, defaultFilePerm)
-		if err != nil {
-			return err
-		}
-		fi, err = opened.Stat()
-		if err == nil && !fi.Mode().IsRegular() {
-			err = fmt.Errorf("%w (%s)", errNotRegular, fileKind(fi.Mode()))
-		}
-		if err == nil {
-			uid, nlink := owner(fi)
-			err = policy.CheckFile(t, uid, nlink, writing)
-		}
-		if err != nil {
-			opened.Close()
-			return err
-		}
+		opened, err := s.openTarget(t, flags, writing)
 		f = opened
-		return nil
+		return err
 	})
 	if err != nil {
 		return nil, fileError(path, err)
@@ -93,6 +64,55 @@ func (s *Service) OpenFile(path, mode string) (*os.File, error) {
 		if err := s.sameInRead(path, f); err != nil {
 			f.Close()
 			return nil, err
+		}
+	}
+	return f, nil
+}
+
+// openTarget opens t in the open flags of an fopen mode. In a directory
+// other users can write, a file is created only if none of its name exists
+// (O_EXCL: no file a user slipped in meanwhile), and an existing one is
+// truncated only after the checks on the opened handle (one name, owned by
+// root when writing; policy.CheckFile).
+func (s *Service) openTarget(t *policy.Target, flags int, writing bool) (*os.File, error) {
+	if t.Name == "." {
+		return nil, fmt.Errorf("%w (directory)", errNotRegular)
+	}
+	fi, err := statAt(t)
+	exists := err == nil
+	switch {
+	case err != nil && !(errors.Is(err, fs.ErrNotExist) && flags&os.O_CREATE != 0):
+		return nil, err
+	case exists && fi.Mode()&fs.ModeSymlink != 0:
+		return nil, errSymlink
+	case exists && !fi.Mode().IsRegular():
+		return nil, fmt.Errorf("%w (%s)", errNotRegular, fileKind(fi.Mode()))
+	}
+	fl := flags&^os.O_TRUNC | unix.O_NONBLOCK | unix.O_NOCTTY | unix.O_NOFOLLOW | unix.O_CLOEXEC
+	if !exists && t.Shared {
+		fl |= os.O_EXCL
+	}
+	f, err := openAt(t, t.Name, fl, uint32(defaultFilePerm))
+	if err != nil {
+		return nil, err
+	}
+	fail := func(err error) (*os.File, error) {
+		f.Close()
+		return nil, err
+	}
+	if fi, err = f.Stat(); err != nil {
+		return fail(err)
+	}
+	if !fi.Mode().IsRegular() {
+		return fail(fmt.Errorf("%w (%s)", errNotRegular, fileKind(fi.Mode())))
+	}
+	uid, nlink := owner(fi)
+	if err := policy.CheckFile(t, uid, nlink, writing); err != nil {
+		return fail(err)
+	}
+	if flags&os.O_TRUNC != 0 {
+		if err := f.Truncate(0); err != nil {
+			return fail(err)
 		}
 	}
 	return f, nil
@@ -110,7 +130,7 @@ func (s *Service) sameInRead(path string, f *os.File) error {
 		if err != nil {
 			return err
 		}
-		if !sameInode(fi, other) {
+		if !sameFile(fi, other) {
 			return protocol.Errorf(protocol.CodePermissionDenied, "path %q resolves to another file inside %s", path, s.read.Key())
 		}
 		return nil
@@ -121,11 +141,22 @@ func (s *Service) sameInRead(path string, f *os.File) error {
 	return nil
 }
 
-// sameInode reports whether a and b describe the same file.
-func sameInode(a, b fs.FileInfo) bool {
-	da, ia, oka := devIno(a)
-	db, ib, okb := devIno(b)
-	return oka && okb && da == db && ia == ib
+// sameFile compares device and inode of two stats of any origin (os.Stat's
+// or statAt's).
+func sameFile(a, b fs.FileInfo) bool {
+	da, ia, ok1 := devIno(a)
+	db, ib, ok2 := devIno(b)
+	return ok1 && ok2 && da == db && ia == ib
+}
+
+func devIno(fi fs.FileInfo) (dev, ino uint64, ok bool) {
+	switch st := fi.Sys().(type) {
+	case *syscall.Stat_t:
+		return st.Dev, st.Ino, true
+	case *unix.Stat_t:
+		return st.Dev, st.Ino, true
+	}
+	return 0, 0, false
 }
 
 // ErrNoData is ReadNoWait's error when the file has nothing to read now.

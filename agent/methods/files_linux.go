@@ -133,14 +133,3 @@ func groupOf(fi fs.FileInfo) uint32 {
 	}
 	return 0
 }
-
-// devIno returns the device and inode of a file from its FileInfo.
-func devIno(fi fs.FileInfo) (dev, ino uint64, ok bool) {
-	switch st := fi.Sys().(type) {
-	case *unix.Stat_t:
-		return st.Dev, st.Ino, true
-	case *syscallStat:
-		return st.Dev, st.Ino, true
-	}
-	return 0, 0, false
-}

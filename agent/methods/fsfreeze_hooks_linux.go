@@ -137,19 +137,13 @@ func (s *Service) runHook(ctx context.Context, path, arg string) error {
 	if timeout <= 0 {
 		timeout = hookTimeoutDefault
 	}
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
 	cmd := exec.Command(path, arg)
 	cmd.Env = []string{"PATH=" + policy.SystemPATH, "LANG=C"}
 	cmd.Dir = "/"
 	out := newCappedBuffer(hookOutputMax)
 	cmd.Stdout, cmd.Stderr = out, out
-	cmd.WaitDelay = time.Second
-	err := runCmd(ctx, cmd, s.log)
+	err := s.runHelper(ctx, cmd, timeout)
 	text, _ := out.result()
-	if ctx.Err() == context.DeadlineExceeded {
-		err = fmt.Errorf("no exit within %v", timeout)
-	}
 	s.log.Info("fsfreeze hook ran", "hook", path, "arg", arg, "err", err, "output", strings.TrimSpace(text))
 	return err
 }

@@ -362,7 +362,7 @@ func TestFreezeHooks(t *testing.T) {
 		}
 		s.guest.hookTimeout = 200 * time.Millisecond
 		_, err := s.FsfreezeFreeze(context.Background(), nil)
-		if err == nil || !strings.Contains(err.Error(), "05-hang freeze failed: no exit within") {
+		if err == nil || !strings.Contains(err.Error(), "05-hang freeze failed: timed out: no exit within 200ms") {
 			t.Fatalf("err = %v", err)
 		}
 	})

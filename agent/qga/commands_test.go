@@ -350,6 +350,7 @@ func TestExecWhitelist(t *testing.T) {
 // Pending results are bounded.
 func TestExecPendingBound(t *testing.T) {
 	cfg := config.Default()
+	cfg.CommandTimeoutSeconds = 2 // the sleeps end by themselves
 	h := newHost(t, cfg, "", nil)
 	for range MaxPendingExec {
 		var pid struct {

@@ -142,6 +142,10 @@ func TestFileOpenPolicy(t *testing.T) {
 	if err := os.Symlink("new", dir+"/w/inlink"); err != nil {
 		t.Fatal(err)
 	}
+	// A link a guest user could have made is never followed.
+	if err := os.Lchown(dir+"/w/inlink", 1000, 1000); err != nil {
+		t.Fatal(err)
+	}
 	if err := syscall.Mkfifo(dir+"/r/fifo", 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -154,8 +158,8 @@ func TestFileOpenPolicy(t *testing.T) {
 		{dir + "/r/f.txt", "w", "outside allowed_write_paths"},
 		{dir + "/r/f.txt", "r+", "outside allowed_write_paths"},
 		{dir + "/w/x", "w+", "outside allowed_read_paths"},
-		// root's links are followed as file_write follows them (agent/policy).
 		{dir + "/w/link", "w", "outside allowed_write_paths"},
+		{dir + "/w/inlink", "a", "symbolic link owned by uid 1000"},
 		{dir + "/r/escape", "r", "outside"},
 		{dir + "/r/fifo", "r", "not a regular file"},
 		{dir + "/r", "r", "not a regular file"},
@@ -168,10 +172,6 @@ func TestFileOpenPolicy(t *testing.T) {
 	}
 	if b, _ := os.ReadFile(dir + "/outside.txt"); string(b) != "secret" {
 		t.Errorf("outside file changed: %q", b)
-	}
-	h.open(dir+"/w/inlink", "a")
-	if fi, err := os.Lstat(dir + "/w/new"); err != nil || !fi.Mode().IsRegular() {
-		t.Errorf("root's link inside the entry not followed: %v %v", fi, err)
 	}
 }
 
@@ -230,4 +230,41 @@ func TestFileHandlesClosedWhenHostLeaves(t *testing.T) {
 	h.fails(`{"execute":"guest-file-read","arguments":{"handle":`+fh+`}}`, "handle '"+fh+"' has not been found")
 	// The next host opens files again.
 	h.open(dir+"/f.txt", "r")
+}
+
+// In a directory other users can write (sticky, like /tmp), guest-file-open
+// neither writes into another user's file nor opens a file with several
+// names, and truncates nothing before refusing.
+func TestFileOpenSharedDirectory(t *testing.T) {
+	dir := t.TempDir()
+	shared := filepath.Join(dir, "shared")
+	if err := os.Mkdir(shared, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(shared, 0o1777); err != nil {
+		t.Fatal(err)
+	}
+	writeFiles(t, shared, map[string]string{"theirs": "user data", "linked": "root data"})
+	if err := os.Chown(filepath.Join(shared, "theirs"), 1000, 1000); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Link(filepath.Join(shared, "linked"), filepath.Join(shared, "linked2")); err != nil {
+		t.Fatal(err)
+	}
+	cfg := config.Default()
+	cfg.AllowedReadPaths = []string{shared}
+	cfg.AllowedWritePaths = []string{shared}
+	h := newHost(t, cfg, "", nil)
+	h.fails(`{"execute":"guest-file-open","arguments":{"path":"`+shared+`/theirs","mode":"w"}}`, "owned by uid 1000")
+	h.fails(`{"execute":"guest-file-open","arguments":{"path":"`+shared+`/linked","mode":"w"}}`, "2 names")
+	h.fails(`{"execute":"guest-file-open","arguments":{"path":"`+shared+`/linked","mode":"r"}}`, "2 names")
+	for name, want := range map[string]string{"theirs": "user data", "linked": "root data"} {
+		if b, _ := os.ReadFile(filepath.Join(shared, name)); string(b) != want {
+			t.Errorf("%s holds %q after the refusal, want %q", name, b, want)
+		}
+	}
+	// Reading another user's file is allowed (as file_read), and a new file
+	// is created.
+	h.open(shared+"/theirs", "r")
+	h.open(shared+"/new", "w")
 }
