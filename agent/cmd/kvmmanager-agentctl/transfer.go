@@ -22,8 +22,25 @@ import (
 // they send the single 1.0 request as before (files up to the agent's
 // max_file_size_bytes).
 
-// transferTimeout bounds each chunk's call beyond --timeout.
+// transferTimeout bounds each chunk's call beyond --timeout (a transfer
+// as a whole has no bound: it may be of any size).
 const transferTimeout = 2 * time.Minute
+
+// connectTransfer dials the agent with calls bounded by --timeout plus
+// transferTimeout.
+func (a *app) connectTransfer(ctx context.Context) (*client.Client, error) {
+	path := a.socket
+	if path == "" {
+		p, err := a.locator.socketFor(ctx, a.domain)
+		if err != nil {
+			return nil, err
+		}
+		path = p
+	}
+	dctx, cancel := context.WithTimeout(ctx, a.timeout)
+	defer cancel()
+	return client.Dial(dctx, path, client.WithCallTimeout(a.timeout+transferTimeout))
+}
 
 // supports11 asks the agent whether it speaks protocol 1.1 (has method).
 func supports11(ctx context.Context, c *client.Client, method string) (bool, error) {
@@ -46,7 +63,7 @@ func setupReadAll(a *app, fs *pflag.FlagSet) action {
 		if *chunk < 1 {
 			return usagef("read --chunk must be positive")
 		}
-		c, err := a.connect(ctx)
+		c, err := a.connectTransfer(ctx)
 		if err != nil {
 			return err
 		}
@@ -70,9 +87,7 @@ func setupReadAll(a *app, fs *pflag.FlagSet) action {
 			out = enc
 		}
 		bar := newProgress(a.stderr, "read "+args[0])
-		tctx, cancel := context.WithTimeout(ctx, a.timeout+transferTimeout)
-		defer cancel()
-		n, sum, err := downloadWithDeadlines(tctx, c, args[0], &localWriter{out}, *chunk, bar)
+		n, sum, err := c.Download(ctx, args[0], &localWriter{out}, *chunk, bar.update)
 		bar.done(err == nil)
 		if err != nil {
 			return err
@@ -91,11 +106,6 @@ func setupReadAll(a *app, fs *pflag.FlagSet) action {
 		}
 		return nil
 	}
-}
-
-// downloadWithDeadlines is client.Download.
-func downloadWithDeadlines(ctx context.Context, c *client.Client, path string, w io.Writer, chunk int64, bar *progress) (int64, string, error) {
-	return c.Download(ctx, path, w, chunk, bar.update)
 }
 
 // localWriter marks write errors as the host's (stdout closed, disk full).
@@ -129,7 +139,7 @@ func setupWriteAll(a *app, fs *pflag.FlagSet) action {
 		if *chunk < 1 {
 			return usagef("write --chunk must be positive")
 		}
-		c, err := a.connect(ctx)
+		c, err := a.connectTransfer(ctx)
 		if err != nil {
 			return err
 		}
@@ -155,9 +165,7 @@ func setupWriteAll(a *app, fs *pflag.FlagSet) action {
 			}
 		}
 		bar := newProgress(a.stderr, "write "+args[0])
-		tctx, cancel := context.WithTimeout(ctx, a.timeout+transferTimeout)
-		defer cancel()
-		n, sum, err := c.Upload(tctx, args[0], &localReader{a.stdin}, client.UploadOptions{
+		n, sum, err := c.Upload(ctx, args[0], &localReader{a.stdin}, client.UploadOptions{
 			Chunk: *chunk, Permissions: mode.Value.String(), CreateDirs: createDirs.Value.String() == "true",
 			Size: size, Progress: bar.update,
 		})
