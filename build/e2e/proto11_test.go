@@ -229,7 +229,12 @@ func checkSetTime(ctx context.Context, t *testing.T, m *machine) {
 // checkSSHKeys: a key added, listed, removed; ~/.ssh 0700 and
 // authorized_keys 0600, owned by the user.
 func checkSSHKeys(ctx context.Context, t *testing.T, m *machine) {
-	const key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIKvmmE2eTestKeyOnlyForTheEndToEndTest e2e@host"
+	// A well-formed ed25519 public key blob (the agent parses it).
+	blob := []byte{0, 0, 0, 11}
+	blob = append(blob, "ssh-ed25519"...)
+	blob = append(blob, 0, 0, 0, 32)
+	blob = append(blob, bytes.Repeat([]byte{0x5a}, 32)...)
+	key := "ssh-ed25519 " + base64.StdEncoding.EncodeToString(blob) + " e2e@host"
 	keys, err := m.client.SSHAddKeys(ctx, "root", []string{key}, false)
 	if err != nil || !slices.Contains(keys, key) {
 		t.Fatalf("add: %q %v", keys, err)
