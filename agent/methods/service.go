@@ -65,7 +65,8 @@ type Service struct {
 	// jobs are the background commands of both dialects (process.go).
 	jobs jobTable
 	// uploads are the chunked file_writes in progress (transfer.go).
-	uploads uploadTable
+	uploads    uploadTable
+	uploadIdle time.Duration
 
 	// statfs is unix.Statfs; tests replace it.
 	statfs statfsFunc
@@ -95,6 +96,7 @@ func New(cfg *config.Config, opts Options) *Service {
 		statfs:   defaultStatfs,
 
 		fileTimeout:   defaultFileTimeout,
+		uploadIdle:    defaultUploadIdle,
 		statfsTimeout: defaultStatfsTimeout,
 	}
 	if s.log == nil {

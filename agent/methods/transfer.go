@@ -32,13 +32,15 @@ import (
 // inode; a commit renames it over the target, so the target changes at
 // once and only when complete. Uploads live in memory: an agent restart
 // forgets them (their temporary files stay, named
-// .NAME.kvmmanager-upload-ID.part), and one idle for uploadIdle is removed.
+// .NAME.kvmmanager-upload-ID.part), and one idle for 10 minutes is removed with
+// its temporary file.
 
 // MaxUploads bounds the uploads in progress at once.
 const MaxUploads = 16
 
-// uploadIdle is how long an upload may wait for its next chunk.
-const uploadIdle = 10 * time.Minute
+// defaultUploadIdle is how long an upload may wait for its next chunk
+// (Service.uploadIdle; tests shorten it).
+const defaultUploadIdle = 10 * time.Minute
 
 // upload is a multi-chunk file_write in progress.
 type upload struct {
@@ -53,7 +55,8 @@ type upload struct {
 	size     int64
 	perm     os.FileMode // 0: the default at commit
 	last     time.Time
-	done     bool // committed, aborted or expired
+	timer    *time.Timer // sweeps once the upload has been idle
+	done     bool        // committed, aborted or expired
 }
 
 type uploadTable struct {
@@ -85,7 +88,7 @@ func (s *Service) fileWriteChunk(p protocol.FileWriteParams, raw []byte, enc str
 	}
 	u := s.uploadByID(p.UploadID)
 	if u == nil {
-		return nil, protocol.Errorf(protocol.CodeNotFound, "upload %q not found (committed, aborted, idle for more than %v, or the agent restarted)", p.UploadID, uploadIdle)
+		return nil, protocol.Errorf(protocol.CodeNotFound, "upload %q not found (committed, aborted, idle for more than %v, or the agent restarted)", p.UploadID, s.uploadIdle)
 	}
 	u.mu.Lock()
 	defer u.mu.Unlock()
@@ -127,6 +130,9 @@ func (s *Service) fileWriteChunk(p protocol.FileWriteParams, raw []byte, enc str
 		}
 		u.size = *p.Offset + n
 		u.last = time.Now()
+		if u.timer != nil {
+			u.timer.Reset(s.uploadIdle)
+		}
 		res = protocol.FileWriteChunkResult{BytesWritten: n, Path: p.Path, UploadID: u.id, SizeBytes: u.size}
 		if p.Commit {
 			res.SHA256, err = s.commitUpload(t, u, f, p)
@@ -223,6 +229,10 @@ func (s *Service) startUpload(p protocol.FileWriteParams, perm os.FileMode, cont
 	}
 	if err != nil {
 		return nil, fileError(p.Path, err)
+	}
+	if !res.Committed {
+		// Removed when idle even if no other upload request comes.
+		u.timer = time.AfterFunc(s.uploadIdle, s.sweepUploads)
 	}
 	s.log.Debug("file_write: upload started", "upload", u.id, "path", p.Path)
 	return res, nil
@@ -335,6 +345,9 @@ func (s *Service) uploadByID(id string) *upload {
 // endUpload drops u from the table; u.mu is held.
 func (s *Service) endUpload(u *upload) {
 	u.done = true
+	if u.timer != nil {
+		u.timer.Stop()
+	}
 	if u.f != nil {
 		u.f.Close()
 	}
@@ -353,7 +366,7 @@ func (s *Service) sweepUploads() {
 	now := time.Now()
 	for _, u := range s.uploads.m {
 		if u.mu.TryLock() {
-			if now.Sub(u.last) > uploadIdle && u.tmp != "" {
+			if now.Sub(u.last) >= s.uploadIdle && u.tmp != "" {
 				idle = append(idle, u)
 			} else {
 				u.mu.Unlock()

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/kvmmanager/guest-agent/agent/config"
 	"github.com/kvmmanager/guest-agent/agent/protocol"
@@ -261,4 +262,27 @@ func TestFileStat(t *testing.T) {
 			t.Errorf("%s: %+v", tt.path, r)
 		}
 	}
+}
+
+// An upload nobody continues is removed with its temporary file, without
+// another request.
+func TestUploadIdleRemoved(t *testing.T) {
+	ft := newFileTree(t)
+	s := ft.service(t, nil)
+	s.uploadIdle = 50 * time.Millisecond
+	var r protocol.FileWriteChunkResult
+	target := filepath.Join(ft.allowed, "idle.txt")
+	mustCall(t, s.Handlers()[protocol.MethodFileWrite], map[string]any{"path": target, "content": "abc", "offset": 0}, &r)
+	for i := 0; ; i++ {
+		tmps, _ := filepath.Glob(filepath.Join(ft.allowed, ".idle.txt.kvmmanager-upload-*.part"))
+		if len(tmps) == 0 {
+			break
+		}
+		if i == 1000 {
+			t.Fatalf("idle upload's temporary file stays: %v", tmps)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	_, perr := call(t, s.Handlers()[protocol.MethodFileWrite], map[string]any{"path": target, "content": "d", "offset": 3, "upload_id": r.UploadID})
+	wantError(t, perr, protocol.CodeNotFound, "idle")
 }
