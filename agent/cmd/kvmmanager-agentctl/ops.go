@@ -38,8 +38,17 @@ func opsCommands() []command {
 
 func setupFreeze(a *app, _ *pflag.FlagSet) action {
 	return func(ctx context.Context, args []string) error {
+		status := len(args) > 0 && args[0] == "status"
+		if status && len(args) > 1 {
+			return usagef("freeze status takes no arguments")
+		}
+		for _, mp := range args {
+			if !status && !strings.HasPrefix(mp, "/") {
+				return usagef("freeze: %q is not a mount point (absolute path); 'freeze status' shows the state", mp)
+			}
+		}
 		return a.call(ctx, 2*time.Minute, func(ctx context.Context, c *client.Client) error {
-			if len(args) == 1 && args[0] == "status" {
+			if status {
 				st, err := c.FsfreezeStatus(ctx)
 				if err != nil {
 					return err
@@ -131,7 +140,11 @@ func setupTime(a *app, fs *pflag.FlagSet) action {
 				off = fmt.Sprintf("%s behind the host", -d)
 			}
 			fmt.Fprintf(t, "Offset\t%s\n", off)
-			fmt.Fprintf(t, "Clock source\t%s\n", r.ClockSource)
+			src := r.ClockSource
+			if src == "" {
+				src = "unknown"
+			}
+			fmt.Fprintf(t, "Clock source\t%s\n", src)
 			return t.Flush()
 		})
 	}

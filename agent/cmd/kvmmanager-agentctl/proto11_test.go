@@ -158,6 +158,19 @@ func TestOpsCommands(t *testing.T) {
 		}
 		containsInOrder(t, strings.Join(tt.args, " "), r.stdout, tt.stdout)
 	}
+	for _, tt := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"freeze", "status", "x"}, "freeze status takes no arguments"},
+		{[]string{"freeze", "data"}, `"data" is not a mount point`},
+		{[]string{"time", "--sync", "--from-rtc"}, "not both"},
+	} {
+		r := runCLI(t, "", append([]string{"-s", sock}, tt.args...)...)
+		if r.code != 2 || !strings.Contains(r.stderr, tt.want) {
+			t.Errorf("%v: %+v", tt.args, r)
+		}
+	}
 	// Key and password changes are off by default.
 	r := runCLI(t, "ssh-ed25519 AAAA k\n", "-s", sock, "ssh-keys", "add", "root")
 	if r.code != 1 || !strings.Contains(r.stderr, "allow_account_changes") {
