@@ -51,7 +51,11 @@ func boot(t *testing.T, e *env, kind string) *guest {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	img := e.images[kind]
+	img := e.image
+	arg, err := libvirt.KernelArg(kind)
+	if err != nil {
+		t.Fatal(err)
+	}
 	g := &guest{t: t, e: e, kind: kind, name: "kvmtest-libvirt-" + kind, dir: dir, start: time.Now(),
 		tr: &libvirt.Transcript{Kind: kind}}
 	overlay := filepath.Join(dir, "disk.qcow2")
@@ -59,7 +63,7 @@ func boot(t *testing.T, e *env, kind string) *guest {
 		t.Fatal(err)
 	}
 	g.dom = libvirt.Domain{
-		Name: g.name, Kernel: img.Kernel, Initrd: img.Initrd, Cmdline: distro.KernelAppend(),
+		Name: g.name, Kernel: img.Kernel, Initrd: img.Initrd, Cmdline: distro.KernelAppend(arg),
 		Disk: overlay, CDROM: e.iso, MAC: mac,
 		Console: filepath.Join(dir, "console.log"),
 		Report:  filepath.Join(dir, "report.log"),

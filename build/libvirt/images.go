@@ -18,32 +18,34 @@ const (
 	KindReference = "qemu-ga" // Debian's qemu-guest-agent package
 )
 
-// extraPackages go into both images: hwclock (guest-set-time runs it in
-// qemu-ga), the time zone database (the test sets a zone with an offset).
-var extraPackages = []string{"util-linux-extra", "tzdata"}
+// extraPackages go on top of build/distro's Debian 12 systemd image: the
+// reference agent, hwclock (qemu-ga's guest-set-time runs it), the time zone
+// database (the test sets a zone with an offset).
+var extraPackages = []string{"qemu-guest-agent", "util-linux-extra", "tzdata"}
 
-// Spec returns the image of a guest kind: Debian 12 with systemd, like
-// build/distro's, plus the test shell; the reference also has Debian's
-// qemu-guest-agent and installs nothing from the ISO.
-func Spec(kind string) (distro.Spec, error) {
+// Spec is the image of both guests: build/distro's Debian 12 with systemd
+// plus Debian's qemu-guest-agent and the test's shell. Its first-boot
+// install (guest/kvmtest-install.sh) depends on KernelArg: "ours" replaces
+// qemu-guest-agent with kvmmanager-agent from the ISO, "qemu-ga" keeps it.
+func Spec() (distro.Spec, error) {
 	files, err := shellFiles()
 	if err != nil {
 		return distro.Spec{}, err
 	}
 	s := distro.Debian12Systemd
+	s.Name = "libvirt"
 	s.Packages = append(slices.Clone(s.Packages), extraPackages...)
 	s.Files = files
-	switch kind {
-	case KindOurs:
-		s.Name = "libvirt-ours"
-	case KindReference:
-		s.Name = "libvirt-qemuga"
-		s.Packages = append(s.Packages, "qemu-guest-agent")
-		s.Install = "true"
-	default:
-		return distro.Spec{}, fmt.Errorf("unknown guest kind %q", kind)
-	}
+	s.Install = "bash /usr/local/sbin/kvmtest-install"
 	return s, nil
+}
+
+// KernelArg is the kernel command line word that makes a guest of kind.
+func KernelArg(kind string) (string, error) {
+	if kind != KindOurs && kind != KindReference {
+		return "", fmt.Errorf("unknown guest kind %q (want %s or %s)", kind, KindOurs, KindReference)
+	}
+	return "kvmtest.agent=" + kind, nil
 }
 
 // shellFiles are the test shell's files in the image.
@@ -54,6 +56,7 @@ func shellFiles() ([]distro.File, error) {
 		mode     uint32
 	}{
 		{"guest/kvmtest-shell.sh", "usr/local/sbin/kvmtest-shell", 0o755},
+		{"guest/kvmtest-install.sh", "usr/local/sbin/kvmtest-install", 0o755},
 		{"guest/kvmtest-shell.service", "etc/systemd/system/kvmtest-shell.service", 0o644},
 		{"guest/kvmtest-admin-shell.conf", "etc/systemd/system/kvmtest-admin.service.d/kvmtest-shell.conf", 0o644},
 	} {

@@ -28,8 +28,8 @@ const GuestsEnv = "KVMMANAGER_LIBVIRT_GUESTS"
 type env struct {
 	root     string // repository root
 	iso      string
-	agentctl string // kvmmanager-agentctl built for the host
-	images   map[string]*distro.Image
+	agentctl string        // kvmmanager-agentctl built for the host
+	image    *distro.Image // both guests boot it
 	workDir  string
 	virsh    libvirt.Virsh
 }
@@ -47,7 +47,7 @@ func TestLibvirt(t *testing.T) {
 	if s := os.Getenv(GuestsEnv); s != "" {
 		kinds = strings.Split(s, ",")
 	}
-	e := setup(t, v, kinds)
+	e := setup(t, v)
 
 	t.Run("agentctl-setup", func(t *testing.T) { testAgentctlSetup(t, e) })
 
@@ -87,9 +87,9 @@ func TestLibvirt(t *testing.T) {
 	}
 }
 
-// setup builds the ISO, agentctl and the images (concurrently; images come
-// from build/distro's cache when they are there).
-func setup(t *testing.T, v libvirt.Virsh, kinds []string) *env {
+// setup builds the ISO, agentctl and the image (concurrently; the image
+// comes from build/distro's cache when it is there).
+func setup(t *testing.T, v libvirt.Virsh) *env {
 	root, err := filepath.Abs("../..")
 	if err != nil {
 		t.Fatal(err)
@@ -109,41 +109,34 @@ func setup(t *testing.T, v libvirt.Virsh, kinds []string) *env {
 		}
 		os.RemoveAll(work)
 	})
-	e := &env{root: root, workDir: work, virsh: v, images: map[string]*distro.Image{}}
+	e := &env{root: root, workDir: work, virsh: v}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
 	defer cancel()
-	var mu sync.Mutex
 	var wg sync.WaitGroup
-	errs := make([]error, len(kinds)+1)
+	errs := make([]error, 2)
 	start := time.Now()
-	for i, kind := range kinds {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			spec, err := libvirt.Spec(kind)
-			if err != nil {
-				errs[i] = err
-				return
-			}
-			img, err := distro.Build(ctx, spec, cache, testWriter{t})
-			mu.Lock()
-			e.images[kind] = img
-			mu.Unlock()
-			errs[i] = err
-			t.Logf("image %s: %s", spec.Name, time.Since(start).Round(100*time.Millisecond))
-		}()
-	}
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		if e.iso, errs[len(kinds)] = pipeline.ISO(ctx, pipeline.Options{Root: root, Out: testWriter{t}}); errs[len(kinds)] != nil {
+		spec, err := libvirt.Spec()
+		if err != nil {
+			errs[0] = err
+			return
+		}
+		e.image, errs[0] = distro.Build(ctx, spec, cache, testWriter{t})
+		t.Logf("image %s: %s", spec.Name, time.Since(start).Round(100*time.Millisecond))
+	}()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		if e.iso, errs[1] = pipeline.ISO(ctx, pipeline.Options{Root: root, Out: testWriter{t}}); errs[1] != nil {
 			return
 		}
 		e.agentctl = filepath.Join(work, "kvmmanager-agentctl")
 		cmd := exec.CommandContext(ctx, "go", "build", "-o", e.agentctl, "./agent/cmd/kvmmanager-agentctl")
 		cmd.Dir = root
 		if out, err := cmd.CombinedOutput(); err != nil {
-			errs[len(kinds)] = fmt.Errorf("build kvmmanager-agentctl: %w\n%s", err, out)
+			errs[1] = fmt.Errorf("build kvmmanager-agentctl: %w\n%s", err, out)
 		}
 	}()
 	wg.Wait()
