@@ -454,21 +454,35 @@ func (g *guest) checkFileRoundTrip() {
 }
 
 // checkQuiescedSnapshot: a disk-only snapshot with --quiesce freezes and
-// thaws the guest's file systems (the agent's log says so), and the guest
-// writes afterwards.
+// thaws the guest's file systems: the agent's log says so, a probe that
+// writes to / every 50 ms sees one write blocked (frozen) and completing
+// (thawed), and the guest writes afterwards.
 func (g *guest) checkQuiescedSnapshot() {
 	unit := "kvmmanager-agent"
 	if g.kind == libvirt.KindReference {
 		unit = "qemu-guest-agent"
 	}
-	g.run("journalctl --rotate >/dev/null 2>&1; date +%s > /run/kvmtest-snap-since")
+	g.run(`date +%s > /run/kvmtest-snap-since
+rm -f /run/kvmtest-probe.log; touch /run/kvmtest-probe.on
+setsid -f bash -c 'while [ -e /run/kvmtest-probe.on ]; do
+	s=$(date +%s%N); echo x > /root/.kvmtest-probe; e=$(date +%s%N)
+	echo "$(( (e - s) / 1000000 ))" >> /run/kvmtest-probe.log
+	sleep 0.05
+done' </dev/null >/dev/null 2>&1
+sleep 1`)
 	snap := g.dir + "/snapshot.qcow2"
 	g.step("snapshot-create-as --disk-only --quiesce", nil, func(r libvirt.Result) []string {
 		var c checks
-		log := g.run(fmt.Sprintf(`journalctl -u %s --since @$(cat /run/kvmtest-snap-since) --no-pager -o cat | grep -iE 'freeze|thaw' || true`, unit))
-		g.tr.Steps[len(g.tr.Steps)-1].Output += "\n--- guest log (" + unit + ") ---\n" + log
+		time.Sleep(time.Second)
+		probe := g.run(`rm -f /run/kvmtest-probe.on; sleep 0.5; touch /run/kvmtest-probe.log
+max=$(sort -n /run/kvmtest-probe.log | tail -1); echo "${max:-0} $(wc -l < /run/kvmtest-probe.log)"`)
+		log := g.run(fmt.Sprintf(`journalctl -u %s --since @$(cat /run/kvmtest-snap-since) --no-pager -o cat | grep -iE 'freez|thaw' || true`, unit))
+		f := strings.Fields(probe)
+		g.tr.Steps[len(g.tr.Steps)-1].Output += fmt.Sprintf("\n--- guest: journal of %s ---\n%s\n--- guest: longest write to / while the probe ran: %s ms (of %s writes) ---", unit, log, f[0], f[1])
+		longest, _ := strconv.Atoi(f[0])
+		c.expect(longest >= 100, "no write to / was blocked (longest %d ms): the file systems were not frozen", longest)
 		lower := strings.ToLower(log)
-		c.expect(strings.Contains(lower, "freeze") && strings.Contains(lower, "thaw"), "the guest's log shows no freeze and thaw: %q", log)
+		c.expect(strings.Contains(lower, "freez"), "the agent's log does not mention the freeze: %q", log)
 		w := g.run("echo after-snapshot > /root/after-snapshot && sync && cat /root/after-snapshot")
 		c.expect(w == "after-snapshot", "write after the snapshot: %q", w)
 		return c

@@ -1,7 +1,8 @@
 // Package libvirt is the libvirt end-to-end harness (`go tool mage libvirt`):
-// it drives real libvirt through real virsh against Debian 12 guests built by
-// build/distro, one with kvmmanager-agent installed from the ISO as an admin
-// would ("ours") and one with Debian's qemu-guest-agent (the reference), and
+// it drives real libvirt through real virsh against two guests booted from
+// one Debian 12 image built by build/distro with Debian's qemu-guest-agent:
+// in one an admin replaces it with kvmmanager-agent from the ISO ("ours"),
+// the other keeps it (the reference, "qemu-ga"). It
 // checks every virsh agent feature (guestinfo, domifaddr --source agent,
 // domfsinfo, domtime, set-user-password, quiesced snapshots, agent shutdown
 // and reboot, qemu-agent-command with the commands KVM Manager sends)
