@@ -95,19 +95,20 @@ func (s *Shell) Run(script string, d time.Duration) (ShellResult, error) {
 	}
 }
 
-// Wait sends `true` until the shell answers, for at most d.
+// Wait sends `true` until the shell answers, for at most d. Each request
+// waits long for its answer: requests sent before the guest opened the port
+// wait in QEMU, and a slow guest works through them one by one.
 func (s *Shell) Wait(d time.Duration) error {
 	deadline := time.Now().Add(d)
 	var err error
 	for time.Now().Before(deadline) {
 		var r ShellResult
-		if r, err = s.Run("true", 3*time.Second); err == nil && r.Code == 0 {
+		if r, err = s.Run("true", min(30*time.Second, time.Until(deadline))); err == nil && r.Code == 0 {
 			return nil
 		}
 		if err != nil && !errors.Is(err, errNoAnswer) {
 			return err
 		}
-		time.Sleep(time.Second)
 	}
 	return fmt.Errorf("the test shell did not answer within %s: %v", d, err)
 }
