@@ -18,7 +18,7 @@ mkdir -p "$work"
 
 while :; do
 	if [[ ! -c $port ]] || ! exec 3<>"$port"; then
-		sleep 1
+		sleep 0.5
 		continue
 	fi
 	while IFS=' ' read -r id script <&3; do
@@ -32,5 +32,5 @@ while :; do
 		printf 'KVMTEST-SHELL %s %d %s\n' "$id" "$rc" "$(base64 -w0 <"$work/out")" >&3
 	done
 	exec 3<&-
-	sleep 1
+	sleep 0.2
 done
