@@ -222,18 +222,22 @@ func (g *guest) checkAgentCommands(tr truth) {
 			return c
 		})
 	if pid > 0 {
+		// qemu-ga forgets a process once it reported it exited: the last
+		// poll is the step.
 		cmd := fmt.Sprintf(`{"execute":"guest-exec-status","arguments":{"pid":%d}}`, pid)
-		var status libvirt.QGAExecStatus
-		for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(500 * time.Millisecond) {
-			r := g.e.virsh.Run(context.Background(), "qemu-agent-command", g.name, "--timeout", "30", cmd)
+		g.progress("guest-exec-status")
+		var r libvirt.Result
+		for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline); time.Sleep(500 * time.Millisecond) {
+			var status libvirt.QGAExecStatus
+			r = g.e.virsh.Run(context.Background(), "qemu-agent-command", g.name, "--timeout", "30", cmd)
 			if r.Err != nil || libvirt.DecodeReturn(r.Stdout, &status) != nil || status.Exited {
 				break
 			}
 		}
-		g.agentCommand("guest-exec-status", cmd, func(out string) []string {
+		g.record("guest-exec-status", r, libvirt.JSONShape, func(r libvirt.Result) []string {
 			var c checks
 			var v libvirt.QGAExecStatus
-			if c.decode(out, &v) {
+			if c.decode(r.Stdout, &v) {
 				c.expect(v.Exited && v.ExitCode != nil && *v.ExitCode == 3, "exited %v exitcode %v, want 3", v.Exited, v.ExitCode)
 				c.expect(b64(v.OutData) == "out\n" && b64(v.ErrData) == "err\n", "out-data %q err-data %q", b64(v.OutData), b64(v.ErrData))
 			}
@@ -482,7 +486,7 @@ sleep 1`)
 max=$(sort -n /run/kvmtest-probe.log | tail -1); echo "${max:-0} $(wc -l < /run/kvmtest-probe.log)"`)
 		log := g.run(fmt.Sprintf(`journalctl -u %s --since @$(cat /run/kvmtest-snap-since) --no-pager -o cat | grep -iE 'freez|thaw' || true`, unit))
 		f := strings.Fields(probe)
-		g.tr.Steps[len(g.tr.Steps)-1].Output += fmt.Sprintf("\n--- guest: journal of %s ---\n%s\n--- guest: longest write to / while the probe ran: %s ms (of %s writes) ---", unit, log, f[0], f[1])
+		g.note(fmt.Sprintf("--- guest: journal of %s ---\n%s\n--- guest: longest write to / while the probe ran: %s ms (of %s writes) ---", unit, log, f[0], f[1]))
 		longest, _ := strconv.Atoi(f[0])
 		c.expect(longest >= 100, "no write to / was blocked (longest %d ms): the file systems were not frozen", longest)
 		lower := strings.ToLower(log)
