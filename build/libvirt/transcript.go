@@ -26,7 +26,8 @@ type Step struct {
 // Transcript is one guest's run.
 type Transcript struct {
 	Kind  string // KindOurs or KindReference
-	Agent string // the agent's guest-info version
+	Agent string   // the agent's guest-info version
+	Notes []string // how the guest was set up beyond the install
 	Steps []Step
 }
 
@@ -249,7 +250,15 @@ func Markdown(ref, ours *Transcript, diffs []Difference) []byte {
 		}
 		return "`" + t.Agent + "`"
 	}
-	fmt.Fprintf(&b, "- qemu-ga (reference): %s\n- ours (kvmmanager-agent): %s\n\n", agent(ref), agent(ours))
+	fmt.Fprintf(&b, "- qemu-ga (reference): %s\n- ours (kvmmanager-agent): %s\n", agent(ref), agent(ours))
+	for _, t := range []*Transcript{ref, ours} {
+		if t != nil {
+			for _, n := range t.Notes {
+				fmt.Fprintf(&b, "- %s: %s\n", t.Kind, n)
+			}
+		}
+	}
+	b.WriteString("\n")
 	b.WriteString("## Summary\n\n| step | qemu-ga | ours |\n|---|---|---|\n")
 	var all []*Transcript
 	for _, t := range []*Transcript{ref, ours} {
