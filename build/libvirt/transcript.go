@@ -25,7 +25,7 @@ type Step struct {
 
 // Transcript is one guest's run.
 type Transcript struct {
-	Kind  string // KindOurs or KindReference
+	Kind  string   // KindOurs or KindReference
 	Agent string   // the agent's guest-info version
 	Notes []string // how the guest was set up beyond the install
 	Steps []Step
