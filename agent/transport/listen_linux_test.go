@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-
 )
 
 func startListen(t *testing.T, path string, srv Server) (cancel func() error) {
