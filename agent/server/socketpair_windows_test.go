@@ -31,5 +31,13 @@ func socketPair(t *testing.T) (net.Conn, net.Conn) {
 	if b == nil {
 		t.Fatal("socketpair: accept failed")
 	}
+	// Small socket buffers, as a unix socket pair has: loopback TCP
+	// buffers grow to megabytes, which tests of back pressure would have
+	// to fill first.
+	for _, c := range []net.Conn{a, b} {
+		tc := c.(*net.TCPConn)
+		tc.SetReadBuffer(64 << 10)
+		tc.SetWriteBuffer(64 << 10)
+	}
 	return a, b
 }
