@@ -86,7 +86,6 @@ func (c *client) recv() string {
 	return strings.TrimSuffix(line, "\n")
 }
 
-
 const pingSentinel = `{"jsonrpc":"2.0","method":"ping","id":"sentinel"}` + "\n"
 const pingSentinelReply = `{"jsonrpc":"2.0","result":{"pong":true,"timestamp":1700000000},"id":"sentinel"}`
 
