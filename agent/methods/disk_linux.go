@@ -162,7 +162,6 @@ func usage(m mountEntry, st *unix.Statfs_t) protocol.Filesystem {
 	return fs
 }
 
-
 // parseMountinfo parses proc(5)'s mountinfo lines:
 // "36 35 98:0 /mnt1 /mnt2 rw,noatime master:1 - ext3 /dev/root rw,errors=continue".
 // It splits the bytes in place; only the four fields kept become strings.
