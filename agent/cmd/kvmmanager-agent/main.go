@@ -31,8 +31,14 @@ const (
 )
 
 func main() {
-	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+	// start is per OS: run itself, or on Windows also the service
+	// subcommands and the service control manager's entry (service_windows.go).
+	os.Exit(start(os.Args[1:]))
 }
+
+// baseContext is the parent of run's context: the Windows service cancels
+// it when the service control manager says stop.
+var baseContext = context.Background()
 
 func run(args []string, stdout, stderr io.Writer) int {
 	flags := pflag.NewFlagSet("kvmmanager-agent", pflag.ContinueOnError)
@@ -83,9 +89,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	var listenPath string
 	if *listen != "" {
-		p, ok := strings.CutPrefix(*listen, "unix:")
+		p, ok := strings.CutPrefix(*listen, transport.ListenScheme+":")
 		if !ok || p == "" {
-			fmt.Fprintf(stderr, "kvmmanager-agent: --listen %q: want unix:PATH\n", *listen)
+			fmt.Fprintf(stderr, "kvmmanager-agent: --listen %q: want %s:PATH\n", *listen, transport.ListenScheme)
 			return exitUsage
 		}
 		listenPath = p
@@ -101,7 +107,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	tuneMemory(cfg)
 
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	ctx, stop := signal.NotifyContext(baseContext, syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	// After the first signal, a second one kills at once.
 	context.AfterFunc(ctx, stop)
