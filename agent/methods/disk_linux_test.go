@@ -62,7 +62,6 @@ func TestSelectMounts(t *testing.T) {
 	}
 }
 
-
 func TestDiskUsageFromMountinfo(t *testing.T) {
 	mountinfo := "1 0 254:1 / / rw - ext4 /dev/vda1 rw\n" +
 		"2 1 0:5 / /proc rw - proc proc rw\n" +
