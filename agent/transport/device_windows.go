@@ -100,6 +100,14 @@ func (d *device) locate() (string, error) {
 	return path, nil
 }
 
+// CheckPort reports whether the vioserial driver shows the agent's port
+// (the installer's check), without opening it.
+func CheckPort() error {
+	d := &device{}
+	_, err := d.locate()
+	return err
+}
+
 // isSocket is false: on Windows a stand-in for the port is a named pipe,
 // served through openPort like the port itself.
 func isSocket(string) bool { return false }

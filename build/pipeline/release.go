@@ -62,7 +62,11 @@ func Release(ctx context.Context, opts Options) (Manifest, error) {
 	dist := r.opts.Dist
 	var assets []Asset
 	for _, b := range bins {
-		assets = append(assets, Asset{File: b.Command.Name + "-linux-" + b.Arch, Path: b.Path, Arch: b.Arch, Format: "binary"})
+		file := b.Command.Name + "-" + b.OS + "-" + b.Arch
+		if b.OS == "windows" {
+			file += ".exe"
+		}
+		assets = append(assets, Asset{File: file, Path: b.Path, Arch: b.Arch, Format: "binary"})
 	}
 	for _, p := range pkgs {
 		assets = append(assets, Asset{File: filepath.Base(p.Path), Path: p.Path, Arch: p.Arch, Format: p.Format})

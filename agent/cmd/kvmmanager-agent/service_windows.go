@@ -18,6 +18,7 @@ import (
 	"golang.org/x/sys/windows/svc/mgr"
 
 	"github.com/kvmmanager/guest-agent/agent/config"
+	"github.com/kvmmanager/guest-agent/agent/transport"
 )
 
 // The Windows service.
@@ -47,11 +48,13 @@ func start(args []string) int {
 	return run(args, os.Stdout, os.Stderr)
 }
 
-// serviceCommand is `kvmmanager-agent.exe service install|uninstall|start|stop`.
-// install takes the flags the service should run with (e.g. --log-file).
+// serviceCommand is `kvmmanager-agent.exe service install|uninstall|start|stop`,
+// and check-port, which exits 1 when the port is missing (the installer's
+// warning). install takes the flags the service should run with (e.g.
+// --log-file).
 func serviceCommand(args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
-		fmt.Fprintln(stderr, "usage: kvmmanager-agent service install [agent flags] | uninstall | start | stop")
+		fmt.Fprintln(stderr, "usage: kvmmanager-agent service install [agent flags] | uninstall | start | stop | check-port")
 		return exitUsage
 	}
 	var err error
@@ -64,6 +67,10 @@ func serviceCommand(args []string, stdout, stderr io.Writer) int {
 		err = startService(stdout)
 	case "stop":
 		err = stopService(stdout)
+	case "check-port":
+		if err = transport.CheckPort(); err == nil {
+			fmt.Fprintf(stdout, "%s is present\n", transport.DefaultDevice)
+		}
 	default:
 		fmt.Fprintf(stderr, "kvmmanager-agent: unknown service command %q (want install, uninstall, start or stop)\n", args[0])
 		return exitUsage
