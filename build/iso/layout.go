@@ -40,9 +40,9 @@ type Package struct {
 
 // Inputs is what the disc is made of.
 type Inputs struct {
-	Root     string            // repository root
-	Version  string            // shown in readme.txt
-	Agents   map[string]string // Go arch -> agent binary
+	Root    string            // repository root
+	Version string            // shown in readme.txt
+	Agents  map[string]string // Go arch -> agent binary
 	// WindowsAgents maps a Go arch to the Windows agent (kvmmanager-agent.exe).
 	WindowsAgents map[string]string
 	Packages      []Package
