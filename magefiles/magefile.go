@@ -27,7 +27,8 @@ func buildOptions() (pipeline.Options, error) {
 	return pipeline.Options{Root: wd, Out: os.Stdout}, nil
 }
 
-// Build cross-compiles the agent and agentctl for linux/amd64 and linux/arm64 into dist/bin/.
+// Build cross-compiles the agent and agentctl for linux/amd64 and linux/arm64, and the agent for windows/amd64
+// and windows/arm64, into dist/bin/.
 func Build(ctx context.Context) error {
 	opts, err := buildOptions()
 	if err != nil {
@@ -76,7 +77,8 @@ func Clean() error {
 	return pipeline.Clean(opts)
 }
 
-// Test runs go vet, the tests (race detector on ./agent/...), shellcheck and actionlint.
+// Test runs go vet, the tests (race detector on ./agent/...), the agent's Windows tests under Wine,
+// shellcheck and actionlint.
 func Test(ctx context.Context) error {
 	opts, err := buildOptions()
 	if err != nil {
@@ -84,6 +86,11 @@ func Test(ctx context.Context) error {
 	}
 	if err := goCmd(ctx, "vet", "-tags", "vmtest", "./..."); err != nil {
 		return err
+	}
+	for _, arch := range []string{"amd64", "arm64"} {
+		if err := goEnvCmd(ctx, []string{"GOOS=windows", "GOARCH=" + arch}, "vet", "./agent/..."); err != nil {
+			return err
+		}
 	}
 	if err := goCmd(ctx, "test", "-race", "-timeout", "20m", "./agent/..."); err != nil {
 		return err
@@ -98,6 +105,10 @@ func Test(ctx context.Context) error {
 	if err := goCmd(ctx, append([]string{"test", "-tags", "vmtest", "-timeout", "40m"}, rest...)...); err != nil {
 		return err
 	}
+	// The agent built for Windows, its tests run under Wine.
+	if err := windowsTests(ctx); err != nil {
+		return err
+	}
 	if _, err := exec.LookPath("shellcheck"); err != nil {
 		if testenv.Required() {
 			return fmt.Errorf("shellcheck is not installed and %s=1", testenv.RequireEnv)
@@ -110,8 +121,14 @@ func Test(ctx context.Context) error {
 }
 
 func goCmd(ctx context.Context, args ...string) error {
-	fmt.Println("go " + strings.Join(args, " "))
+	return goEnvCmd(ctx, nil, args...)
+}
+
+// goEnvCmd runs go with env added to the environment.
+func goEnvCmd(ctx context.Context, env []string, args ...string) error {
+	fmt.Println(strings.TrimSpace(strings.Join(env, " ") + " go " + strings.Join(args, " ")))
 	cmd := exec.CommandContext(ctx, "go", args...)
+	cmd.Env = append(os.Environ(), env...)
 	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
 	if err := cmd.Run(); err != nil {
 		return fmt.Errorf("go %s: %w", args[0], err)
