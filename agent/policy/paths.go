@@ -1,3 +1,5 @@
+//go:build !windows
+
 // Package policy holds the agent's security decisions: which paths file_read
 // and file_write may touch (resolved inside the allowed entry with os.Root, so
 // "..", symlinks and /proc magic links cannot lead outside), and which
