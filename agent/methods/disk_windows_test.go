@@ -65,7 +65,7 @@ func TestSplitMultiSZ(t *testing.T) {
 	}
 	for _, tt := range tests {
 		if got := splitMultiSZ(tt.in); !reflect.DeepEqual(got, tt.want) {
-			t.Errorf("splitMultiSZ(%q) = %q, want %q", tt.in, got, tt.want)
+			t.Errorf("splitMultiSZ(%v) = %q, want %q", tt.in, got, tt.want)
 		}
 	}
 }

@@ -1,6 +1,16 @@
 package methods
 
-import "golang.org/x/sys/unix"
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os/exec"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/kvmmanager/guest-agent/agent/policy"
+)
 
 func syncFilesystems() { unix.Sync() }
 
@@ -12,4 +22,92 @@ func rebootSyscall(kind PowerKind) error {
 		cmd = unix.LINUX_REBOOT_CMD_RESTART
 	}
 	return unix.Reboot(cmd)
+}
+
+// initCommandTimeout bounds each init-system command (systemctl poweroff
+// returns once the job is queued).
+const initCommandTimeout = 30 * time.Second
+
+// systemPower is the real PowerAction.
+type systemPower struct {
+	log *slog.Logger
+	// resolve finds a command in the fixed system PATH.
+	resolve func(name string) (string, error)
+	// run runs a resolved command and reports whether it succeeded.
+	run func(path string, args ...string) error
+	// after waits out the grace period.
+	after func(time.Duration) <-chan time.Time
+	// sync flushes file systems; reboot is reboot(2) with a LINUX_REBOOT_CMD.
+	sync   func()
+	reboot func(kind PowerKind) error
+}
+
+func newSystemPower(log *slog.Logger) *systemPower {
+	cmds := policy.NewCommands(false, nil, nil)
+	return &systemPower{
+		log:     log,
+		resolve: cmds.Resolve,
+		run:     runInitCommand,
+		after:   time.After,
+		sync:    syncFilesystems,
+		reboot:  rebootSyscall,
+	}
+}
+
+// initCommands are tried in order until one succeeds: systemd, then
+// sysvinit/OpenRC's shutdown, then busybox (which signals its init).
+func initCommands(kind PowerKind) [][]string {
+	if kind == Reboot {
+		return [][]string{{"systemctl", "reboot"}, {"shutdown", "-r", "now"}, {"reboot"}}
+	}
+	return [][]string{{"systemctl", "poweroff"}, {"shutdown", "-h", "now"}, {"poweroff"}}
+}
+
+func (p *systemPower) Power(kind PowerKind, force bool, grace time.Duration) error {
+	if !force {
+		if p.askInit(kind) {
+			<-p.after(grace)
+			p.log.Warn("system still running after the grace period; forcing", "action", kind.String(), "grace", grace)
+		} else {
+			p.log.Warn("no init system command succeeded; forcing", "action", kind.String())
+		}
+	}
+	p.sync()
+	if err := p.reboot(kind); err != nil {
+		return fmt.Errorf("reboot(2) %s: %w", kind, err)
+	}
+	return nil
+}
+
+func (p *systemPower) askInit(kind PowerKind) bool {
+	for _, c := range initCommands(kind) {
+		path, err := p.resolve(c[0])
+		if err != nil {
+			p.log.Debug("init command unavailable", "command", c[0], "err", err)
+			continue
+		}
+		if err := p.run(path, c[1:]...); err != nil {
+			p.log.Info("init command failed", "command", path, "args", c[1:], "err", err)
+			continue
+		}
+		p.log.Info("init system asked", "action", kind.String(), "command", path, "args", c[1:])
+		return true
+	}
+	return false
+}
+
+func runInitCommand(path string, args ...string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), initCommandTimeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, path, args...)
+	cmd.Env = childEnv
+	setProcessGroup(cmd)
+	cmd.WaitDelay = pipeDrainDelay
+	out := newCappedBuffer(4096)
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Run(); err != nil {
+		text, _ := out.result()
+		return fmt.Errorf("%s: %w: %s", path, err, text)
+	}
+	return nil
 }

@@ -1,16 +1,10 @@
 package methods
 
 import (
-	"errors"
-	"io"
-	"log/slog"
-	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/kvmmanager/guest-agent/agent/policy"
 	"github.com/kvmmanager/guest-agent/agent/protocol"
 )
 
@@ -70,117 +64,5 @@ func TestPowerInvalidParams(t *testing.T) {
 	for _, params := range []string{`{"timeout_seconds":-1}`, `{"timeout_seconds":86401}`, `{"force":"yes"}`, `{"delay":1}`} {
 		_, perr := call(t, s.Handlers()[protocol.MethodShutdown], params)
 		wantError(t, perr, protocol.CodeInvalidParams)
-	}
-}
-
-// fakeSystem drives systemPower with recorded commands and no real effect.
-type fakeSystem struct {
-	mu        sync.Mutex
-	events    []string
-	present   map[string]bool // commands found in PATH
-	failing   map[string]bool // commands that exit non-zero
-	rebootErr error
-	graces    []time.Duration
-}
-
-func (f *fakeSystem) power() *systemPower {
-	return &systemPower{
-		log: slog.New(slog.NewTextHandler(io.Discard, nil)),
-		resolve: func(name string) (string, error) {
-			if f.present[name] {
-				return "/usr/bin/" + name, nil
-			}
-			return "", policy.ErrCommandNotFound
-		},
-		run: func(path string, args ...string) error {
-			f.record("run " + strings.Join(append([]string{path}, args...), " "))
-			if f.failing[path] {
-				return errors.New("exit status 1")
-			}
-			return nil
-		},
-		after: func(d time.Duration) <-chan time.Time {
-			f.mu.Lock()
-			f.graces = append(f.graces, d)
-			f.mu.Unlock()
-			f.record("wait")
-			ch := make(chan time.Time, 1)
-			ch <- time.Time{}
-			return ch
-		},
-		sync: func() { f.record("sync") },
-		reboot: func(k PowerKind) error {
-			f.record("reboot(2) " + k.String())
-			return f.rebootErr
-		},
-	}
-}
-
-func (f *fakeSystem) record(e string) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.events = append(f.events, e)
-}
-
-func TestSystemPowerSequence(t *testing.T) {
-	all := map[string]bool{"systemctl": true, "shutdown": true, "poweroff": true, "reboot": true}
-	tests := []struct {
-		name    string
-		kind    PowerKind
-		force   bool
-		present map[string]bool
-		failing map[string]bool
-		want    []string
-	}{
-		{"systemd", PowerOff, false, all, nil,
-			[]string{"run /usr/bin/systemctl poweroff", "wait", "sync", "reboot(2) power off"}},
-		{"systemd reboot", Reboot, false, all, nil,
-			[]string{"run /usr/bin/systemctl reboot", "wait", "sync", "reboot(2) reboot"}},
-		{"systemctl present but not running systemd", PowerOff, false, all, map[string]bool{"/usr/bin/systemctl": true},
-			[]string{"run /usr/bin/systemctl poweroff", "run /usr/bin/shutdown -h now", "wait", "sync", "reboot(2) power off"}},
-		{"busybox only", Reboot, false, map[string]bool{"poweroff": true, "reboot": true}, nil,
-			[]string{"run /usr/bin/reboot", "wait", "sync", "reboot(2) reboot"}},
-		{"nothing works: force at once", PowerOff, false, map[string]bool{"shutdown": true}, map[string]bool{"/usr/bin/shutdown": true},
-			[]string{"run /usr/bin/shutdown -h now", "sync", "reboot(2) power off"}},
-		{"forced skips the init system", Reboot, true, all, nil,
-			[]string{"sync", "reboot(2) reboot"}},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			f := &fakeSystem{present: tt.present, failing: tt.failing}
-			if err := f.power().Power(tt.kind, tt.force, 7*time.Second); err != nil {
-				t.Fatal(err)
-			}
-			if !slices.Equal(f.events, tt.want) {
-				t.Fatalf("events\n%q\nwant\n%q", f.events, tt.want)
-			}
-			for _, g := range f.graces {
-				if g != 7*time.Second {
-					t.Fatalf("waited %v, want the request's 7s", g)
-				}
-			}
-		})
-	}
-}
-
-func TestSystemPowerRebootError(t *testing.T) {
-	f := &fakeSystem{rebootErr: errors.New("operation not permitted")}
-	err := f.power().Power(PowerOff, true, 0)
-	if err == nil || !strings.Contains(err.Error(), "operation not permitted") {
-		t.Fatalf("err = %v, want the reboot(2) error", err)
-	}
-}
-
-func TestRunInitCommand(t *testing.T) {
-	needSystemCommands(t, "true", "sh")
-	c := policy.NewCommands(false, nil, nil)
-	truePath, _ := c.Resolve("true")
-	shPath, _ := c.Resolve("sh")
-	if err := runInitCommand(truePath); err != nil {
-		t.Fatalf("true: %v", err)
-	}
-	err := runInitCommand(shPath, "-c", "echo System has not been booted with systemd >&2; exit 1")
-	if err == nil || !strings.Contains(err.Error(), "not been booted") || !strings.Contains(err.Error(), "exit status 1") {
-		t.Fatalf("err = %v, want the exit status and the command's message", err)
 	}
 }
