@@ -17,10 +17,25 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"path/filepath"
 	"syscall"
 
 	"github.com/kvmmanager/guest-agent/build/wine"
 )
+
+// moduleRoot is the nearest directory at or above dir with a go.mod.
+func moduleRoot(dir string) string {
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return ""
+		}
+		dir = parent
+	}
+}
 
 func main() {
 	if len(os.Args) < 2 {
@@ -39,7 +54,14 @@ func main() {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
-	cmd, err := root.Command(ctx, wine.RunOptions{}, os.Args[1], os.Args[2:]...)
+	// The whole module is visible, for tests that read ../../packaging.
+	var binds []string
+	if wd, err := os.Getwd(); err == nil {
+		if mod := moduleRoot(wd); mod != "" {
+			binds = append(binds, mod)
+		}
+	}
+	cmd, err := root.Command(ctx, wine.RunOptions{Binds: binds}, os.Args[1], os.Args[2:]...)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "winexec: %v\n", err)
 		os.Exit(2)
