@@ -5,7 +5,6 @@ go 1.26.8
 tool github.com/magefile/mage
 
 require (
-	github.com/Microsoft/go-winio v0.6.2
 	github.com/goreleaser/nfpm/v2 v2.45.2
 	github.com/kdomanski/iso9660 v0.4.0
 	github.com/spf13/pflag v1.1.0
@@ -18,6 +17,7 @@ require (
 	github.com/Masterminds/goutils v1.1.1 // indirect
 	github.com/Masterminds/semver/v3 v3.4.0 // indirect
 	github.com/Masterminds/sprig/v3 v3.3.0 // indirect
+	github.com/Microsoft/go-winio v0.6.2 // indirect
 	github.com/ProtonMail/go-crypto v1.4.0 // indirect
 	github.com/blakesmith/ar v0.0.0-20190502131153-809d4375e1fb // indirect
 	github.com/cavaliergopher/cpio v1.0.1 // indirect

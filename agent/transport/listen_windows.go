@@ -2,11 +2,11 @@ package transport
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
-	"strings"
 
-	"github.com/Microsoft/go-winio"
+	"golang.org/x/sys/windows"
 )
 
 // ListenScheme is the scheme of --listen addresses: npipe:\\.\pipe\NAME.
@@ -25,9 +25,9 @@ func Listen(ctx context.Context, path string, srv Server, log *slog.Logger) erro
 	if !isPipePath(path) {
 		return fmt.Errorf("listen on %s: want a named pipe \\\\.\\pipe\\NAME", path)
 	}
-	ln, err := winio.ListenPipe(path, &winio.PipeConfig{SecurityDescriptor: pipeSDDL})
+	ln, err := ListenPipe(path)
 	if err != nil {
-		if strings.Contains(err.Error(), "Access is denied") {
+		if errors.Is(err, windows.ERROR_ACCESS_DENIED) || errors.Is(err, windows.ERROR_PIPE_BUSY) {
 			return fmt.Errorf("listen on %s: %w (another process owns this pipe name)", path, err)
 		}
 		return fmt.Errorf("listen on %s: %w", path, err)
