@@ -35,12 +35,17 @@ const (
 // would let any user create files in a new subdirectory.
 const configDirSDDL = "D:P(A;OICI;GA;;;SY)(A;OICI;GA;;;BA)(A;OICI;GRGX;;;BU)"
 
+// serviceFlag is the first argument of the registered command line: the
+// service control manager started the agent (explicit rather than guessed
+// from the parent process, which Wine's service manager does not match).
+const serviceFlag = "--windows-service"
+
 // start runs the agent as a service when the service control manager
 // started it, runs the service subcommands, or runs the agent in the
 // console.
 func start(args []string) int {
-	if isService, err := svc.IsWindowsService(); err == nil && isService {
-		return runService(args)
+	if len(args) > 0 && args[0] == serviceFlag {
+		return runService(args[1:])
 	}
 	if len(args) > 0 && args[0] == "service" {
 		return serviceCommand(args[1:], os.Stdout, os.Stderr)
@@ -110,26 +115,21 @@ func installService(flags []string, stdout io.Writer) error {
 		DelayedAutoStart: true,
 		ErrorControl:     mgr.ErrorNormal,
 	}
+	args := append([]string{serviceFlag}, flags...)
 	s, err := m.OpenService(serviceName)
 	if err == nil {
-		old, err := s.Config()
-		if err != nil {
-			s.Close()
-			return fmt.Errorf("read the registration of %s: %w", serviceName, err)
-		}
-		cfg.ServiceType = old.ServiceType
-		cfg.BinaryPathName = commandLine(exe, flags)
-		if err := s.UpdateConfig(cfg); err != nil {
+		cfg.BinaryPathName = commandLine(exe, args)
+		if err := updateService(s, cfg); err != nil {
 			s.Close()
 			return fmt.Errorf("update %s: %w", serviceName, err)
 		}
 		fmt.Fprintf(stdout, "service %s updated: %s\n", serviceName, cfg.BinaryPathName)
 	} else {
-		s, err = m.CreateService(serviceName, exe, cfg, flags...)
+		s, err = m.CreateService(serviceName, exe, cfg, args...)
 		if err != nil {
 			return fmt.Errorf("create %s: %w", serviceName, err)
 		}
-		fmt.Fprintf(stdout, "service %s installed: %s\n", serviceName, commandLine(exe, flags))
+		fmt.Fprintf(stdout, "service %s installed: %s\n", serviceName, commandLine(exe, args))
 	}
 	defer s.Close()
 	// Restart after 5 s, 10 s, then every 30 s; the count resets after a day.
@@ -149,6 +149,28 @@ func installService(flags []string, stdout io.Writer) error {
 	err = eventlog.InstallAsEventCreate(serviceName, eventlog.Error|eventlog.Warning|eventlog.Info)
 	if err != nil && !strings.Contains(err.Error(), "already exists") {
 		return fmt.Errorf("register the Event Log source %s: %w", serviceName, err)
+	}
+	return nil
+}
+
+// updateService points an existing registration at cfg's command line,
+// start type, names and delayed start. (mgr.Service.UpdateConfig also sets
+// the SID type, a level Wine's service manager refuses.)
+func updateService(s *mgr.Service, cfg mgr.Config) error {
+	bin, _ := windows.UTF16PtrFromString(cfg.BinaryPathName)
+	name, _ := windows.UTF16PtrFromString(cfg.DisplayName)
+	if err := windows.ChangeServiceConfig(s.Handle, windows.SERVICE_WIN32_OWN_PROCESS, windows.SERVICE_AUTO_START,
+		windows.SERVICE_ERROR_NORMAL, bin, nil, nil, nil, nil, nil, name); err != nil {
+		return fmt.Errorf("ChangeServiceConfig: %w", err)
+	}
+	desc, _ := windows.UTF16PtrFromString(cfg.Description)
+	d := windows.SERVICE_DESCRIPTION{Description: desc}
+	if err := windows.ChangeServiceConfig2(s.Handle, windows.SERVICE_CONFIG_DESCRIPTION, (*byte)(unsafe.Pointer(&d))); err != nil {
+		return fmt.Errorf("set the description: %w", err)
+	}
+	delayed := windows.SERVICE_DELAYED_AUTO_START_INFO{IsDelayedAutoStartUp: 1}
+	if err := windows.ChangeServiceConfig2(s.Handle, windows.SERVICE_CONFIG_DELAYED_AUTO_START_INFO, (*byte)(unsafe.Pointer(&delayed))); err != nil {
+		return fmt.Errorf("set delayed start: %w", err)
 	}
 	return nil
 }
