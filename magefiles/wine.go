@@ -40,7 +40,11 @@ func windowsTests(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	opts := wine.TestOptions{Root: wd, Packages: []string{"./agent/..."}, Args: []string{"-timeout", "20m"}, Out: os.Stdout}
+	pkgs, err := wine.AgentPackages(ctx, wd)
+	if err != nil {
+		return err
+	}
+	opts := wine.TestOptions{Root: wd, Packages: pkgs, Args: []string{"-timeout", "20m"}, Out: os.Stdout}
 	err = wine.GoTest(ctx, opts)
 	if !errors.Is(err, wine.ErrNotBuilt) {
 		return err

@@ -56,3 +56,30 @@ func GoTest(ctx context.Context, opts TestOptions) error {
 	}
 	return nil
 }
+
+// hostOnly are the agent packages that run on the host, not in a guest:
+// their tests use unix sockets, which Windows builds under Wine cannot.
+var hostOnly = []string{"/agent/client", "/agent/client/clienttest", "/agent/cmd/kvmmanager-agentctl"}
+
+// AgentPackages lists the packages under ./agent/ that run in a Windows
+// guest (all but the host-side client and CLI).
+func AgentPackages(ctx context.Context, root string) ([]string, error) {
+	cmd := exec.CommandContext(ctx, "go", "list", "./agent/...")
+	cmd.Dir = root
+	cmd.Env = append(os.Environ(), "GOOS=windows")
+	out, err := cmd.Output()
+	if err != nil {
+		return nil, fmt.Errorf("go list ./agent/...: %w", err)
+	}
+	var pkgs []string
+next:
+	for _, p := range strings.Fields(string(out)) {
+		for _, h := range hostOnly {
+			if strings.HasSuffix(p, h) {
+				continue next
+			}
+		}
+		pkgs = append(pkgs, p)
+	}
+	return pkgs, nil
+}
