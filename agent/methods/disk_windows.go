@@ -13,9 +13,9 @@ import (
 	"github.com/kvmmanager/guest-agent/agent/protocol"
 )
 
-// statfsTimeout bounds the query of one volume (a hung network or removable
+// defaultStatfsTimeout bounds the query of one volume (a hung network or removable
 // drive must not hold the request).
-const statfsTimeout = 5 * time.Second
+const defaultStatfsTimeout = 5 * time.Second
 
 // diskSpace is what GetVolumeInformation and GetDiskFreeSpaceEx say about
 // one mounted volume.
@@ -105,13 +105,13 @@ func (s *Service) statfsBounded(ctx context.Context, root string) (diskSpace, er
 		d, err := statfs(root)
 		ch <- result{d, err}
 	}()
-	t := time.NewTimer(statfsTimeout)
+	t := time.NewTimer(s.statfsTimeout)
 	defer t.Stop()
 	select {
 	case r := <-ch:
 		return r.d, r.err
 	case <-t.C:
-		return diskSpace{}, fmt.Errorf("%s: no answer within %v", root, statfsTimeout)
+		return diskSpace{}, fmt.Errorf("%s: no answer within %v", root, s.statfsTimeout)
 	case <-ctx.Done():
 		return diskSpace{}, ctx.Err()
 	}

@@ -28,9 +28,11 @@ func (k PowerKind) String() string {
 
 // PowerAction powers off or reboots the machine. The shutdown and reboot
 // methods call it in a goroutine of its own once their reply has been
-// written. Not forced, it asks the init system and, if the machine is still
-// up after grace, forces it; forced, it acts at once. An error means the
-// machine could not be powered off or rebooted.
+// written. Not forced, it asks the init system and never does more: if the
+// machine is still up after grace (0: no limit), it only logs it. Forced
+// with a grace, it asks the init system first and forces it (reboot(2))
+// if the machine is still up after grace; forced without one (0), it forces
+// at once. An error means the machine could not be powered off or rebooted.
 type PowerAction interface {
 	Power(kind PowerKind, force bool, grace time.Duration) error
 }
@@ -61,6 +63,9 @@ func (s *Service) powerRequest(ctx context.Context, params json.RawMessage, kind
 		}
 	}
 	grace := time.Duration(timeout) * time.Second
+	if p.Force && p.TimeoutSeconds == nil {
+		grace = 0 // force at once, as protocol 1.0 does
+	}
 	action := s.power
 	log := s.log
 	server.AfterResponse(ctx, func() {
@@ -71,9 +76,12 @@ func (s *Service) powerRequest(ctx context.Context, params json.RawMessage, kind
 			}
 		}()
 	})
-	msg := fmt.Sprintf("system %s initiated through the init system; forced after %ds if still running", kind, timeout)
-	if p.Force {
+	msg := fmt.Sprintf("system %s initiated through the init system (never forced: send \"force\": true to allow that)", kind)
+	switch {
+	case p.Force && grace == 0:
 		msg = fmt.Sprintf("forced system %s initiated", kind)
+	case p.Force:
+		msg = fmt.Sprintf("system %s initiated through the init system; forced after %ds if still running", kind, timeout)
 	}
 	return protocol.PowerResult{Initiated: true, Message: msg}, nil
 }

@@ -4,12 +4,13 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"os/exec"
 	"time"
 
 	"golang.org/x/sys/unix"
 
+	"github.com/kvmmanager/guest-agent/agent/config"
 	"github.com/kvmmanager/guest-agent/agent/policy"
+	"github.com/kvmmanager/guest-agent/agent/protocol"
 )
 
 func syncFilesystems() { unix.Sync() }
@@ -65,11 +66,21 @@ func initCommands(kind PowerKind) [][]string {
 
 func (p *systemPower) Power(kind PowerKind, force bool, grace time.Duration) error {
 	if !force {
+		if !p.askInit(kind) {
+			return fmt.Errorf("%s: no init system command succeeded; not forcing it (the host did not ask for force)", kind)
+		}
+		if grace > 0 {
+			<-p.after(grace)
+			p.log.Error("system still running after the grace period; not forcing it (the host did not ask for force)", "action", kind.String(), "grace", grace)
+		}
+		return nil
+	}
+	if grace > 0 {
 		if p.askInit(kind) {
 			<-p.after(grace)
-			p.log.Warn("system still running after the grace period; forcing", "action", kind.String(), "grace", grace)
+			p.log.Warn("system still running after the grace period; forcing, as the host asked", "action", kind.String(), "grace", grace)
 		} else {
-			p.log.Warn("no init system command succeeded; forcing", "action", kind.String())
+			p.log.Warn("no init system command succeeded; forcing, as the host asked", "action", kind.String())
 		}
 	}
 	p.sync()
@@ -97,17 +108,13 @@ func (p *systemPower) askInit(kind PowerKind) bool {
 }
 
 func runInitCommand(path string, args ...string) error {
-	ctx, cancel := context.WithTimeout(context.Background(), initCommandTimeout)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, path, args...)
-	cmd.Env = childEnv
-	setProcessGroup(cmd)
-	cmd.WaitDelay = pipeDrainDelay
-	out := newCappedBuffer(4096)
-	cmd.Stdout, cmd.Stderr = out, out
-	if err := cmd.Run(); err != nil {
-		text, _ := out.result()
-		return fmt.Errorf("%s: %w: %s", path, err, text)
+	s := &Service{cfg: &config.Config{MaxOutputBytes: 4096}, log: slog.New(slog.DiscardHandler)}
+	res, err := s.run(context.Background(), path, protocol.ExecParams{Command: path, Args: args}, initCommandTimeout, true)
+	if err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	if r := res.(protocol.ExecResult); r.ExitCode != 0 {
+		return fmt.Errorf("%s: exit status %d: %s%s", path, r.ExitCode, r.Stdout, r.Stderr)
 	}
 	return nil
 }

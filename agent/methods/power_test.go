@@ -37,9 +37,10 @@ func TestPowerMethods(t *testing.T) {
 		msg    string
 	}{
 		{protocol.MethodShutdown, ``, powerCall{PowerOff, false, 60 * time.Second}, "power off"},
-		{protocol.MethodShutdown, `{"force":true}`, powerCall{PowerOff, true, 60 * time.Second}, "forced"},
+		{protocol.MethodShutdown, `{"force":true}`, powerCall{PowerOff, true, 0}, "forced"},
+		{protocol.MethodShutdown, `{"force":true,"timeout_seconds":9}`, powerCall{PowerOff, true, 9 * time.Second}, "forced after 9s"},
 		{protocol.MethodReboot, `{"timeout_seconds":5}`, powerCall{Reboot, false, 5 * time.Second}, "reboot"},
-		{protocol.MethodReboot, `{"timeout_seconds":0,"force":false}`, powerCall{Reboot, false, 0}, "reboot"},
+		{protocol.MethodReboot, `{"timeout_seconds":0,"force":false}`, powerCall{Reboot, false, 0}, "never forced"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.method+tt.params, func(t *testing.T) {

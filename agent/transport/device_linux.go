@@ -23,10 +23,13 @@ type fdPort struct {
 // openPort opens the port at path.
 func openPort(path string) (port, error) { return openFDPort(path) }
 
-// locate returns the path of the port: the one given, or the one FindPort
-// finds.
+// locate returns the path of the port: the one given, or the one found by
+// name (FindPortNamed) or as the agent's port (FindPort).
 func (d *device) locate() (string, error) {
 	if d.opts.Path == "" {
+		if d.opts.PortName != "" {
+			return FindPortNamed(d.opts.PortName, d.opts.DevRoot, d.opts.SysRoot)
+		}
 		return FindPort(d.opts.DevRoot, d.opts.SysRoot)
 	}
 	if _, err := os.Stat(d.opts.Path); err != nil {

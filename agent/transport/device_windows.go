@@ -71,6 +71,9 @@ func (d *device) locate() (string, error) {
 	path := d.opts.Path
 	if path == "" {
 		path = DefaultDevice
+		if d.opts.PortName != "" {
+			path = `\\.\Global\` + d.opts.PortName
+		}
 	}
 	if isPipePath(path) {
 		return path, nil
