@@ -12,6 +12,7 @@ import (
 	"github.com/kvmmanager/guest-agent/agent/config"
 	"github.com/kvmmanager/guest-agent/agent/protocol"
 	"github.com/kvmmanager/guest-agent/agent/server"
+	"github.com/kvmmanager/guest-agent/build/testenv"
 )
 
 // seedConfig loads the shipped packaging/config.json, the file the agent's
@@ -21,7 +22,7 @@ func seedConfig(t testing.TB) *config.Config {
 	if runtime.GOOS == "windows" {
 		return config.Default() // the shipped file holds Linux paths
 	}
-	cfg, err := config.Load("../../packaging/config.json")
+	cfg, err := config.Load(testenv.RepoPath(t, "packaging/config.json"))
 	if err != nil {
 		t.Fatalf("load seed config: %v", err)
 	}
@@ -107,11 +108,11 @@ func wantError(t testing.TB, perr *protocol.Error, code int, parts ...string) {
 func TestHandlersCoverEveryMethod(t *testing.T) {
 	s := newService(t, nil)
 	h := s.Handlers()
-	all := append(slices.Clone(protocol.Methods), protocol.GuestOpsMethods...)
+	all := append(slices.Clone(protocol.Methods), protocol.Methods11...)
 	if runtime.GOOS == "windows" {
 		// The 1.1 guest operations are Linux's so far: absent, -32601.
 		all = slices.Clone(protocol.Methods)
-		for _, m := range protocol.GuestOpsMethods {
+		for _, m := range protocol.Methods11 {
 			if h[m] != nil {
 				t.Errorf("handler for %s on Windows", m)
 			}
@@ -123,7 +124,7 @@ func TestHandlersCoverEveryMethod(t *testing.T) {
 		}
 	}
 	if len(h) != len(all) {
-		t.Errorf("%d handlers, want %d (1.0 and 1.1 guest operations)", len(h), len(all))
+		t.Errorf("%d handlers, want %d (1.0 and 1.1)", len(h), len(all))
 	}
 }
 
