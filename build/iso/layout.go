@@ -116,17 +116,6 @@ org.kvmmanager.agent.0.
 
 ` + installText() + `
 
-Windows 10/11 and Server (amd64, arm64): with the virtio-win vioserial
-driver installed, run as Administrator (cmd.exe or PowerShell, no execution
-policy change needed; D: is the CD drive):
-
-    D:\install-windows.cmd                installs and starts the service
-    D:\uninstall-windows.cmd [/purge]     removes it (/purge also the config)
-
-The service is "kvmmanager-agent"; its config is
-%ProgramData%\kvmmanager-agent\config.json. Windows shows the names on this
-disc in upper case (INSTALL-WINDOWS.CMD); that is the same file.
-
 Contents:
     readme.txt, sha256sums.txt         this file; checksums ("sha256sum -c sha256sums.txt")
     install*.sh, uninstall.sh          installers
@@ -148,5 +137,19 @@ Contents:
 		name := fmt.Sprintf("packages/%s/kvmmanager-agent.%s", p.Arch, p.Format)
 		fmt.Fprintf(&b, "    %-34s %s package (%s)\n", name, p.Format, filepath.Base(p.Path))
 	}
+	b.WriteString("\n" + windowsReadme)
 	return b.String()
 }
+
+// windowsReadme is readme.txt's part for Windows guests.
+const windowsReadme = `Windows 10/11 and Server (amd64, arm64): with the virtio-win vioserial
+driver installed, run as Administrator (cmd.exe or PowerShell, no execution
+policy change needed; D: is the CD drive):
+
+    D:\install-windows.cmd                installs and starts the service
+    D:\uninstall-windows.cmd [/purge]     removes it (/purge also the config)
+
+The service is "kvmmanager-agent"; its config is
+%ProgramData%\kvmmanager-agent\config.json. Windows shows the names on this
+disc in upper case (INSTALL-WINDOWS.CMD); that is the same file.
+`
