@@ -81,7 +81,7 @@ func (d *device) locate() (string, error) {
 	if !strings.HasPrefix(path, `\\`) {
 		// A file system path (tests): it must exist.
 		if _, err := os.Stat(path); err != nil {
-			return "", fmt.Errorf("stat %s: %w", path, err)
+			return "", err // *fs.PathError: already "stat PATH: ..."
 		}
 		return path, nil
 	}

@@ -250,7 +250,7 @@ func cliCreateDirs(err error) error {
 func setupPower(method string) func(a *app, fs *pflag.FlagSet) action {
 	return func(a *app, fs *pflag.FlagSet) action {
 		force := fs.Bool("force", false, "act at once (sync and reboot(2)) instead of asking the init system")
-		grace := fs.Int("grace", 0, "`SECONDS` the init system gets before the agent forces it (default: the agent's, 60)")
+		grace := fs.Int("grace", 0, "with --force: `SECONDS` the init system gets before the agent forces it (without --grace: forced at once); without --force the agent only asks the init system, never forces")
 		return func(ctx context.Context, _ []string) error {
 			if *grace < 0 {
 				return usagef("%s --grace must be positive", method)
