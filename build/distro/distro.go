@@ -19,6 +19,7 @@ package distro
 import (
 	"embed"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 )
@@ -54,6 +55,17 @@ type Spec struct {
 	Install string
 	// SizeMiB is the size of the (sparse) ext4 disk image.
 	SizeMiB int
+	// Files are extra files baked into the image after the test's own (other
+	// harnesses' guest helpers). Part of the cache key; empty for the specs
+	// above, whose keys therefore do not change.
+	Files []File `json:",omitempty"`
+}
+
+// File is an extra file of a Spec.
+type File struct {
+	Path string      // relative to the image's root
+	Mode fs.FileMode // permission bits
+	Data string
 }
 
 // Debian12Systemd is Debian 12 booting systemd, with udev; the administrator

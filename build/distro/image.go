@@ -189,6 +189,9 @@ func bake(tree string, spec Spec) error {
 		{"etc/kvmtest/install", 0o644, []byte(spec.Install + "\n")},
 		{"usr/local/sbin/kvmtest-admin", 0o755, admin},
 	}
+	for _, f := range spec.Files {
+		files = append(files, bakedFile{f.Path, f.Mode, []byte(f.Data)})
+	}
 	switch spec.Init {
 	case InitSystemd:
 		unit, err := guestFiles.ReadFile("guest/kvmtest-admin.service")
