@@ -10,9 +10,11 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -175,7 +177,7 @@ type bakedFile struct {
 }
 
 // bake writes the test's files into the image tree: fstab, hostname, the
-// administrator and how the init system runs it.
+// spec's own files, the administrator and how the init system runs it.
 func bake(tree string, spec Spec) error {
 	admin, err := guestFiles.ReadFile("guest/kvmtest-admin.sh")
 	if err != nil {
@@ -188,6 +190,9 @@ func bake(tree string, spec Spec) error {
 		{"etc/fstab", 0o644, []byte("/dev/vda\t/\text4\trw,errors=remount-ro\t0\t1\n")},
 		{"etc/kvmtest/install", 0o644, []byte(spec.Install + "\n")},
 		{"usr/local/sbin/kvmtest-admin", 0o755, admin},
+	}
+	for _, path := range slices.Sorted(maps.Keys(spec.Files)) {
+		files = append(files, bakedFile{path, 0o644, []byte(spec.Files[path])})
 	}
 	switch spec.Init {
 	case InitSystemd:
@@ -203,6 +208,10 @@ func bake(tree string, spec Spec) error {
 	for _, f := range files {
 		p := filepath.Join(tree, f.path)
 		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			return fmt.Errorf("bake %s: %w", p, err)
+		}
+		// Replace, not follow, a symlink (Debian's /etc/os-release is one).
+		if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return fmt.Errorf("bake %s: %w", p, err)
 		}
 		if err := os.WriteFile(p, f.data, f.mode); err != nil {
