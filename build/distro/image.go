@@ -134,7 +134,7 @@ func build(ctx context.Context, spec Spec, dir string, log io.Writer) error {
 		"--dpkgopt=path-exclude=/usr/share/locale/*",
 		spec.Suite, tree,
 	}
-	if err := run(ctx, log, "mmdebstrap", args...); err != nil {
+	if err := runEnv(ctx, log, systemEnv(), "mmdebstrap", args...); err != nil {
 		return err
 	}
 	if err := bake(tree, spec); err != nil {
@@ -305,11 +305,34 @@ func copyFile(src, dst string) error {
 	return nil
 }
 
+// systemPath is the PATH mmdebstrap runs with: the system's own tools only.
+// mmdebstrap runs its helper mmtarfilter (`#!/usr/bin/env python3`) once per
+// package when paths are excluded; a PATH that starts with a Python version
+// manager's shims (pyenv on the CI machine) makes each start cost seconds.
+const systemPath = "/usr/sbin:/usr/bin:/sbin:/bin"
+
+// systemEnv is the environment with PATH set to systemPath.
+func systemEnv() []string {
+	env := []string{"PATH=" + systemPath}
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "PATH=") {
+			env = append(env, kv)
+		}
+	}
+	return env
+}
+
 // run runs a command, sending its output to log; on failure the error holds
 // the last lines of the output.
 func run(ctx context.Context, log io.Writer, name string, args ...string) error {
+	return runEnv(ctx, log, nil, name, args...)
+}
+
+// runEnv is run with the environment env (nil: this process's).
+func runEnv(ctx context.Context, log io.Writer, env []string, name string, args ...string) error {
 	var tail bytes.Buffer
 	cmd := exec.CommandContext(ctx, name, args...)
+	cmd.Env = env
 	cmd.Stdout = io.MultiWriter(log, &tail)
 	cmd.Stderr = cmd.Stdout
 	if err := cmd.Run(); err != nil {
