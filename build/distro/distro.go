@@ -58,6 +58,10 @@ type Spec struct {
 	// root) to content, mode 0644; each replaces whatever the packages put
 	// there (a symlink such as /etc/os-release is replaced, not followed).
 	Files map[string]string `json:",omitempty"`
+	// AptPreferences, when set, is written to
+	// /etc/apt/preferences.d/kvmtest before mmdebstrap installs packages
+	// (and stays in the image).
+	AptPreferences string `json:",omitempty"`
 	// SizeMiB is the size of the (sparse) ext4 disk image.
 	SizeMiB int
 }
@@ -84,10 +88,20 @@ func debianSystemd(name, suite string) Spec {
 // The Debian systemd images: 11 (systemd 247, split /usr), 12 (systemd 252)
 // and 13 (systemd 257).
 var (
-	Debian11Systemd = debianSystemd("debian11-systemd", "bullseye")
+	Debian11Systemd = debian11Systemd()
 	Debian12Systemd = debianSystemd("debian12-systemd", "bookworm")
 	Debian13Systemd = debianSystemd("debian13-systemd", "trixie")
 )
+
+// debian11Systemd takes the kernel from the bullseye suite (11.11) rather
+// than bullseye-security: the archive's bullseye-security index names a
+// linux-image-cloud-amd64 (5.10.262-1) whose file is missing (404), which
+// fails the whole build.
+func debian11Systemd() Spec {
+	s := debianSystemd("debian11-systemd", "bullseye")
+	s.AptPreferences = "Package: linux-image-*\nPin: release n=bullseye-security\nPin-Priority: -1\n"
+	return s
+}
 
 // Debian12OpenRC is Debian 12 booting OpenRC on sysvinit, with udev (as
 // Debian sets it up); the administrator runs `sh /media/cdrom/install.sh`,

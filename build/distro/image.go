@@ -132,8 +132,15 @@ func build(ctx context.Context, spec Spec, dir string, log io.Writer) error {
 		"--dpkgopt=path-exclude=/usr/share/doc/*",
 		"--dpkgopt=path-exclude=/usr/share/man/*",
 		"--dpkgopt=path-exclude=/usr/share/locale/*",
-		spec.Suite, tree,
 	}
+	if spec.AptPreferences != "" {
+		if strings.Contains(spec.AptPreferences, "'") {
+			return fmt.Errorf("spec %s: AptPreferences may not hold a single quote", spec.Name)
+		}
+		args = append(args, "--setup-hook=mkdir -p \"$1\"/etc/apt/preferences.d && printf '%s' '"+
+			spec.AptPreferences+"' > \"$1\"/etc/apt/preferences.d/kvmtest")
+	}
+	args = append(args, spec.Suite, tree)
 	if err := runEnv(ctx, log, systemEnv(), "mmdebstrap", args...); err != nil {
 		return err
 	}
