@@ -34,8 +34,10 @@ apk_version() {
 require_root "doas sh"
 find_package apk
 port_state=missing
-has_port && port_state=present
-say "System: arch=$(uname -m) ($arch), package $pkg, port $port $port_state"
+has_port_named "$port" && port_state=present
+qga_state=missing
+has_port_named "$qga_port" && qga_state=present
+say "System: arch=$(uname -m) ($arch), package $pkg, port $port $port_state, port $qga_port $qga_state"
 
 copy_without apk
 
@@ -61,4 +63,4 @@ else
 	say "OpenRC is not running here: the agent starts at the next boot."
 fi
 summary "$did" "rc-service $pkgname status; tail /var/log/kvmmanager-agent/agent.log" "rc-service $pkgname restart" \
-	"The agent keeps retrying and connects when the port appears."
+	"The agent keeps retrying and connects when a port appears."

@@ -17,6 +17,7 @@
 : "${here:?set here (the directory of the ISO) before sourcing install-common.sh}"
 pkgname=kvmmanager-agent
 port=org.kvmmanager.agent.0
+qga_port=org.qemu.guest_agent.0
 dry_run=0
 # done_list collects what changed, one "  - ..." line per note.
 done_list=""
@@ -118,30 +119,70 @@ copy_without() {
 	exec sh "$here/install.sh" --generic
 }
 
-has_port() {
-	[ -e "/dev/virtio-ports/$port" ] && return 0
+# has_port_named reports whether the VM has the virtio-serial port $1 (the
+# udev link, or its name in sysfs where mdev makes no link).
+has_port_named() {
+	[ -e "/dev/virtio-ports/$1" ] && return 0
 	for f in /sys/class/virtio-ports/*/name; do
-		[ -r "$f" ] && [ "$(cat "$f")" = "$port" ] && return 0
+		[ -r "$f" ] && [ "$(cat "$f")" = "$1" ] && return 0
 	done
 	return 1
 }
 
-# port_warning tells, on stderr, how to add the port when the VM has none;
-# $1 (optional) is the last line, how the agent reacts when it appears.
+# has_port reports whether the VM has either port the agent serves.
+has_port() {
+	has_port_named "$port" || has_port_named "$qga_port"
+}
+
+# qemu_ga_running reports whether qemu-ga runs (the agent then leaves
+# org.qemu.guest_agent.0 to it).
+qemu_ga_running() {
+	for f in /proc/[0-9]*/comm; do
+		[ -r "$f" ] && [ "$(cat "$f" 2>/dev/null)" = qemu-ga ] && return 0
+	done
+	return 1
+}
+
+# ports_report says which ports the agent will serve.
+ports_report() {
+	if has_port_named "$port"; then
+		say "Port $port: present; the agent serves protocol 1.0 on it (KVM Manager)."
+	else
+		say "Port $port: missing."
+	fi
+	if ! has_port_named "$qga_port"; then
+		say "Port $qga_port: missing."
+	elif qemu_ga_running; then
+		say "Port $qga_port: present, but qemu-ga runs: the agent leaves it to qemu-ga."
+	elif grep -q '"qga_port"[[:space:]]*:[[:space:]]*"off"' /etc/kvmmanager-agent/config.json 2>/dev/null; then
+		say "Port $qga_port: present, but qga_port is \"off\" in the config: the agent leaves it."
+	else
+		say "Port $qga_port: present; the agent serves the QEMU guest agent protocol on it (libvirt, virsh)."
+	fi
+}
+
+# port_warning tells, on stderr, how to add the ports when the VM has
+# neither; $1 (optional) is the last line, how the agent reacts when one
+# appears.
 port_warning() {
 	has_port && return 0
 	cat >&2 <<EOF
 
-WARNING: this VM has no virtio-serial port named $port, so the host
-cannot reach the agent yet. Add this channel to the VM's libvirt XML
-(virsh edit <vm>, inside <devices>), then shut the VM down and start it again:
+WARNING: this VM has no virtio-serial port named $port or $qga_port,
+so no host can reach the agent yet. Add these channels to the VM's libvirt
+XML (virsh edit <vm>, inside <devices>), then shut the VM down and start it
+again:
 
   <channel type='unix'>
     <source mode='bind'/>
     <target type='virtio' name='$port'/>
   </channel>
+  <channel type='unix'>
+    <source mode='bind'/>
+    <target type='virtio' name='$qga_port'/>
+  </channel>
 
-${1:-The agent starts by itself when the port appears.}
+${1:-The agent starts by itself when a port appears.}
 EOF
 }
 
@@ -156,7 +197,7 @@ systemd_start() {
 			did="${did:+$did; }started $pkgname.service"
 		fi
 		state=$(systemctl is-active "$pkgname" 2>/dev/null || true)
-		say "Service $pkgname: ${state:-unknown} (started by udev when the port $port appears)."
+		say "Service $pkgname: ${state:-unknown} (started by udev when the port $port or $qga_port appears)."
 	else
 		say "systemd is not running here: the agent starts at the next boot with systemd."
 	fi
@@ -173,5 +214,6 @@ summary() {
 	fi
 	say "Check it with: $2"
 	say "Configuration: /etc/kvmmanager-agent/config.json (then: $3)"
+	ports_report
 	port_warning "${4:-}"
 }

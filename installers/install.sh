@@ -149,7 +149,7 @@ generic_systemd() {
 	install_one "$here/60-kvmmanager-agent.rules" /usr/lib/udev/rules.d/60-kvmmanager-agent.rules 0644
 	units=$file_changed
 	if ! systemd_running; then
-		say "systemd is not running: udev starts kvmmanager-agent at boot when the port exists."
+		say "systemd is not running: udev starts kvmmanager-agent at boot when a port exists."
 		return 0
 	fi
 	if [ "$units" = 1 ]; then
@@ -158,7 +158,7 @@ generic_systemd() {
 	fi
 	has_port || return 0
 	if [ "$units" = 1 ]; then
-		run udevadm trigger --action=add --subsystem-match=virtio-ports --attr-match=name="$port"
+		run udevadm trigger --action=add --subsystem-match=virtio-ports
 		run udevadm settle --timeout=10 || true
 	fi
 	if [ "$changed" = 1 ] || [ "$units" = 1 ] || ! systemctl is-active --quiet kvmmanager-agent; then
@@ -191,6 +191,7 @@ generic_install() {
 		say "Done:$done_list"
 	fi
 	say "Check it with: $check"
+	ports_report
 	port_warning
 }
 

@@ -18,6 +18,9 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+
+	"github.com/kvmmanager/guest-agent/agent/policy"
+	"github.com/kvmmanager/guest-agent/agent/qga/qapi"
 )
 
 // DefaultPath is where the agent looks for its configuration.
@@ -29,6 +32,7 @@ const (
 	MaxTimeoutSeconds   = 86400     // upper bound for command_timeout_seconds
 	MaxConcurrencyLimit = 1024      // upper bound for max_concurrent_requests
 	MaxOutputLimit      = 64 << 20  // upper bound for max_output_bytes
+	MaxFsfreezeTimeout  = 3600      // upper bound for fsfreeze_timeout_seconds
 )
 
 // Config is the agent configuration. JSON names are the file's keys.
@@ -56,24 +60,45 @@ type Config struct {
 	MaxConcurrentRequests int `json:"max_concurrent_requests"`
 	// MaxOutputBytes caps each of exec_command's stdout and stderr (default 1 MiB).
 	MaxOutputBytes int `json:"max_output_bytes"`
-	// DisabledMethods are method names the agent refuses with -32601.
+	// DisabledMethods are method names the agent refuses with -32601, and
+	// QGA command names (guest-exec, ...) refused as qemu-ga refuses a
+	// disabled command. A protocol 1.0 name also disables the QGA commands
+	// that reach the same operation (see agent/PROTOCOL-qga.md).
 	DisabledMethods []string `json:"disabled_methods"`
+	// FsfreezeTimeoutSeconds bounds a freeze: the agent thaws by itself
+	// when no thaw came within it (default 60).
+	FsfreezeTimeoutSeconds int `json:"fsfreeze_timeout_seconds"`
+	// AllowAccountChanges enables set_user_password and adding or removing
+	// SSH authorized keys (default false: they change credentials).
+	AllowAccountChanges bool `json:"allow_account_changes"`
+	// QGAPort is "auto" (serve org.qemu.guest_agent.0 when it exists and
+	// nobody else, e.g. qemu-ga, holds it) or "off".
+	QGAPort string `json:"qga_port"`
 }
+
+// Values of QGAPort.
+const (
+	QGAPortAuto = "auto"
+	QGAPortOff  = "off"
+)
 
 // Default returns the built-in configuration, identical to the shipped
 // packaging/config.json plus the defaults of the optional keys.
 func Default() *Config {
 	return &Config{
-		AllowedReadPaths:        []string{"/etc", "/proc", "/sys", "/var/log", "/tmp"},
+		AllowedReadPaths:        []string{"/etc", "/proc", "/sys", "/var/log", "/tmp", "/usr/lib/os-release"},
 		AllowedWritePaths:       []string{"/tmp", "/var/tmp"},
 		CommandWhitelistEnabled: false,
-		CommandWhitelist:        []string{"ls", "cat", "grep", "find", "ps", "df", "free", "uptime"},
+		CommandWhitelist:        []string{"ls", "cat", "grep", "ps", "df", "free", "uptime"},
 		MaxFileSizeBytes:        10485760,
 		CommandTimeoutSeconds:   30,
 		LogLevel:                "info",
 		MaxConcurrentRequests:   10,
 		MaxOutputBytes:          1 << 20,
 		DisabledMethods:         []string{},
+		FsfreezeTimeoutSeconds:  60,
+		AllowAccountChanges:     false,
+		QGAPort:                 QGAPortAuto,
 	}
 }
 
@@ -92,7 +117,48 @@ func Load(path string) (*Config, error) {
 		}
 		return nil, fmt.Errorf("config %s: %w", path, err)
 	}
-	return Parse(path, data)
+	c, err := Parse(path, data)
+	if err != nil {
+		return nil, err
+	}
+	if key, msg := c.checkOwnership(); key != "" {
+		line, col := position(data, keyOffset(data, key))
+		return nil, fmt.Errorf("config %s:%d:%d: key %q: %s", path, line, col, key, msg)
+	}
+	return c, nil
+}
+
+// checkOwnership refuses allowed entries and absolute command_whitelist
+// entries that a user other than root could replace or plant (see
+// policy.CheckChain): a user who can rename an allowed directory can swap it
+// for another one, and one who can write a whitelisted program's directory
+// gets it run as root. Missing entries pass when nobody else could create
+// them. Built-in defaults pass on every usual system.
+func (c *Config) checkOwnership() (key, msg string) {
+	for _, k := range []struct {
+		key   string
+		paths []string
+		file  bool
+	}{{"allowed_read_paths", c.AllowedReadPaths, false}, {"allowed_write_paths", c.AllowedWritePaths, false}, {"command_whitelist", c.CommandWhitelist, true}} {
+		for _, p := range k.paths {
+			if !filepath.IsAbs(p) {
+				continue // bare command names are looked up in trusted directories only
+			}
+			if err := policy.CheckChain(p, k.file); err != nil {
+				return k.key, fmt.Sprintf("entry %q refused: %v", p, err)
+			}
+		}
+	}
+	return "", ""
+}
+
+// keyOffset is the offset of the first occurrence of key as a member name
+// in data (0 if absent: the key came from the defaults).
+func keyOffset(data []byte, key string) int64 {
+	if i := bytes.Index(data, []byte(`"`+key+`"`)); i >= 0 {
+		return int64(i)
+	}
+	return 0
 }
 
 // Parse decodes and validates data, naming path in errors.
@@ -109,6 +175,9 @@ func Parse(path string, data []byte) (*Config, error) {
 		"max_concurrent_requests":   &c.MaxConcurrentRequests,
 		"max_output_bytes":          &c.MaxOutputBytes,
 		"disabled_methods":          &c.DisabledMethods,
+		"fsfreeze_timeout_seconds":  &c.FsfreezeTimeoutSeconds,
+		"allow_account_changes":     &c.AllowAccountChanges,
+		"qga_port":                  &c.QGAPort,
 	}
 	fail := func(off int64, key string, format string, args ...any) error {
 		line, col := position(data, off)
@@ -219,10 +288,18 @@ func (c *Config) validate() (key, msg string) {
 	if c.MaxOutputBytes < 0 || c.MaxOutputBytes > MaxOutputLimit {
 		return "max_output_bytes", fmt.Sprintf("must be between 0 and %d, got %d", MaxOutputLimit, c.MaxOutputBytes)
 	}
+	if c.FsfreezeTimeoutSeconds < 1 || c.FsfreezeTimeoutSeconds > MaxFsfreezeTimeout {
+		return "fsfreeze_timeout_seconds", fmt.Sprintf("must be between 1 and %d, got %d", MaxFsfreezeTimeout, c.FsfreezeTimeoutSeconds)
+	}
 	for _, m := range c.DisabledMethods {
-		if !slices.Contains(knownMethods, m) {
-			return "disabled_methods", fmt.Sprintf("unknown method %q", m)
+		if !slices.Contains(knownMethods, m) && !slices.Contains(knownGuestOpsMethods, m) && !qapi.Known(m) {
+			return "disabled_methods", fmt.Sprintf("unknown method %q (neither a protocol 1.0/1.1 method nor a QGA command)", m)
 		}
+	}
+	switch c.QGAPort {
+	case QGAPortAuto, QGAPortOff:
+	default:
+		return "qga_port", fmt.Sprintf("must be %q or %q, got %q", QGAPortAuto, QGAPortOff, c.QGAPort)
 	}
 	return "", ""
 }
@@ -233,6 +310,16 @@ var knownMethods = []string{
 	"ping", "get_agent_info", "get_system_info", "get_network_info",
 	"get_disk_usage", "exec_command", "file_read", "file_write",
 	"shutdown", "reboot", "sync",
+}
+
+// knownGuestOpsMethods mirrors protocol.GuestOpsMethods (protocol 1.1's
+// guest operations); a test keeps the two lists equal.
+var knownGuestOpsMethods = []string{
+	"fsfreeze_status", "fsfreeze_freeze", "fsfreeze_thaw",
+	"get_time", "set_time", "get_users", "get_timezone",
+	"get_load", "get_memory_info", "get_cpu_stats", "get_disk_stats",
+	"ssh_get_authorized_keys", "ssh_add_authorized_keys",
+	"ssh_remove_authorized_keys", "set_user_password",
 }
 
 // normalize cleans paths so that policy checks compare canonical forms.

@@ -68,6 +68,9 @@ func TestBadConfigErrors(t *testing.T) {
 		{"duplicate", `{"log_level": "info", "log_level": "debug"}`, []string{`key "log_level"`, "duplicate"}},
 		{"relative whitelist", `{"command_whitelist": ["bin/ls"]}`, []string{`key "command_whitelist"`}},
 		{"bad method", `{"disabled_methods": ["rm_rf"]}`, []string{`key "disabled_methods"`, `"rm_rf"`}},
+		{"bad qga method", `{"disabled_methods": ["guest-rm-rf"]}`, []string{`key "disabled_methods"`, `"guest-rm-rf"`}},
+		{"bad qga_port", `{"qga_port": "on"}`, []string{`key "qga_port"`, `"auto" or "off"`}},
+		{"qga_port type", `{"qga_port": false}`, []string{`key "qga_port"`, "wrong type", "a string"}},
 		{"trailing", `{} {}`, []string{"unexpected data"}},
 		{"concurrency", `{"max_concurrent_requests": 0}`, []string{`key "max_concurrent_requests"`}},
 	}
@@ -101,5 +104,22 @@ func TestUnreadableFile(t *testing.T) {
 func TestKnownMethodsMatchProtocol(t *testing.T) {
 	if !reflect.DeepEqual(knownMethods, protocol.Methods) {
 		t.Errorf("config.knownMethods = %q, protocol.Methods = %q", knownMethods, protocol.Methods)
+	}
+}
+
+// disabled_methods takes both dialects' names; qga_port takes auto and off.
+func TestQGAKeys(t *testing.T) {
+	c, err := Parse("c.json", []byte(`{"disabled_methods": ["exec_command", "guest-exec", "guest-file-open"], "qga_port": "off"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !c.MethodDisabled("guest-exec") || !c.MethodDisabled("exec_command") || c.MethodDisabled("guest-ping") {
+		t.Errorf("MethodDisabled wrong for %q", c.DisabledMethods)
+	}
+	if c.QGAPort != QGAPortOff {
+		t.Errorf("qga_port = %q, want off", c.QGAPort)
+	}
+	if Default().QGAPort != QGAPortAuto {
+		t.Errorf("default qga_port = %q, want auto", Default().QGAPort)
 	}
 }

@@ -8,7 +8,10 @@
 // the slice: no function reads past len(b) or panics.
 package jsonscan
 
-import "bytes"
+import (
+	"bytes"
+	"encoding/json"
+)
 
 // SkipSpace returns the index of the first byte at or after i that is not
 // JSON whitespace.
@@ -81,4 +84,82 @@ func Value(b []byte, i int) int {
 		}
 		return len(b)
 	}
+}
+
+// Members calls fn with the name (unescaped) and the raw value of each
+// member of the JSON object that starts at b[0], in order, until fn returns
+// false. b must be valid JSON.
+func Members(b []byte, fn func(name string, val []byte) bool) {
+	i := SkipSpace(b, 0)
+	if i >= len(b) || b[i] != '{' {
+		return
+	}
+	i = SkipSpace(b, i+1)
+	for i < len(b) && b[i] == '"' {
+		ke, escaped := String(b, i)
+		name := unquote(b[i:ke], escaped)
+		i = SkipSpace(b, ke)
+		if i >= len(b) || b[i] != ':' {
+			return
+		}
+		vs := SkipSpace(b, i+1)
+		ve := Value(b, vs)
+		if !fn(name, b[vs:ve]) {
+			return
+		}
+		i = SkipSpace(b, ve)
+		if i >= len(b) || b[i] != ',' {
+			return
+		}
+		i = SkipSpace(b, i+1)
+	}
+}
+
+// DuplicateMember returns the first member name that occurs more than once
+// in the JSON object b (names compared after unescaping, so "a" and "\u0061"
+// are the same member), and whether there is one. b must be valid JSON.
+func DuplicateMember(b []byte) (string, bool) {
+	var small []string
+	var seen map[string]bool
+	dup, found := "", false
+	Members(b, func(name string, _ []byte) bool {
+		if seen == nil && len(small) < 16 {
+			for _, n := range small {
+				if n == name {
+					dup, found = name, true
+					return false
+				}
+			}
+			small = append(small, name)
+			return true
+		}
+		if seen == nil {
+			seen = make(map[string]bool, 2*len(small))
+			for _, n := range small {
+				seen[n] = true
+			}
+		}
+		if seen[name] {
+			dup, found = name, true
+			return false
+		}
+		seen[name] = true
+		return true
+	})
+	return dup, found
+}
+
+// unquote returns the text of the JSON string s (with its quotes).
+func unquote(s []byte, escaped bool) string {
+	if !escaped {
+		if len(s) < 2 {
+			return ""
+		}
+		return string(s[1 : len(s)-1])
+	}
+	var out string
+	if json.Unmarshal(s, &out) != nil {
+		return string(s)
+	}
+	return out
 }

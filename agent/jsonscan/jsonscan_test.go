@@ -79,3 +79,29 @@ func FuzzValue(f *testing.F) {
 		}
 	})
 }
+
+func TestDuplicateMember(t *testing.T) {
+	many := `{`
+	for i := range 40 {
+		many += `"k` + string(rune('a'+i%26)) + string(rune('a'+i/26)) + `":1,`
+	}
+	tests := []struct {
+		in   string
+		want string
+		dup  bool
+	}{
+		{`{}`, "", false},
+		{`{"a":1,"b":{"a":2}}`, "", false},
+		{`{"a":1,"a":2}`, "a", true},
+		{` { "a" : [1,{"b":2}] , "b":"x", "a" : null } `, "a", true},
+		{`{"a\"b":1,"a\u0022b":2}`, `a"b`, true},
+		{many + `"z":1}`, "", false},
+		{many + `"kab":2}`, "kab", true},
+	}
+	for _, tt := range tests {
+		got, dup := DuplicateMember([]byte(tt.in))
+		if got != tt.want || dup != tt.dup {
+			t.Errorf("DuplicateMember(%s) = %q, %v; want %q, %v", tt.in, got, dup, tt.want, tt.dup)
+		}
+	}
+}

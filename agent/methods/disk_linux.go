@@ -29,9 +29,17 @@ var pseudoFS = map[string]bool{
 	"xenfs": true, "openpromfs": true, "devfs": true,
 }
 
-// statfsTimeout bounds statfs on one mount point: a dead network file system
+// userFS reports file systems served by a user-space daemon that any user
+// may mount (fuse, fuse.*: sshfs, gvfs, rclone...): their statfs waits on a
+// program a guest user may control, so get_disk_usage leaves them out.
+// fuseblk (ntfs-3g and other block-device FUSE mounts, which need root) stays.
+func userFS(fsType string) bool {
+	return fsType == "fuse" || strings.HasPrefix(fsType, "fuse.")
+}
+
+// defaultStatfsTimeout bounds statfs on one mount point: a dead network file system
 // must not wedge the request (the stuck call is abandoned, not waited for).
-const statfsTimeout = 5 * time.Second
+const defaultStatfsTimeout = 5 * time.Second
 
 type statfsFunc func(path string, st *unix.Statfs_t) error
 
@@ -112,18 +120,27 @@ func (s *Service) diskUsage(ctx context.Context, params json.RawMessage) (any, e
 	return out, nil
 }
 
+// statfsBounded is statfs of path that gives up after s.statfsTimeout. The
+// call it gives up on cannot be interrupted (a hung NFS server, a FUSE daemon
+// that never answers): it is left running, and until it returns, later
+// requests skip that mount point instead of starting another call, so a hung
+// mount holds at most one thread however often get_disk_usage is asked.
 func (s *Service) statfsBounded(ctx context.Context, path string, st *unix.Statfs_t) error {
 	type res struct {
 		st  unix.Statfs_t
 		err error
 	}
+	if _, busy := s.statfsBusy.LoadOrStore(path, true); busy {
+		return fmt.Errorf("statfs %s: an earlier call is still waiting for the file system", path)
+	}
 	ch := make(chan res, 1)
 	go func() {
 		var r res
 		r.err = s.statfs(path, &r.st)
+		s.statfsBusy.Delete(path)
 		ch <- r
 	}()
-	t := time.NewTimer(statfsTimeout)
+	t := time.NewTimer(s.statfsTimeout)
 	defer t.Stop()
 	select {
 	case r := <-ch:
@@ -133,7 +150,7 @@ func (s *Service) statfsBounded(ctx context.Context, path string, st *unix.Statf
 		}
 		return nil
 	case <-t.C:
-		return fmt.Errorf("statfs %s: no answer within %v", path, statfsTimeout)
+		return fmt.Errorf("statfs %s: no answer within %v", path, s.statfsTimeout)
 	case <-ctx.Done():
 		return fmt.Errorf("statfs %s: %w", path, ctx.Err())
 	}
@@ -269,7 +286,7 @@ func selectMounts(all []mountEntry) []mountEntry {
 	byDev := map[string]int{} // devID -> index in out
 	var out []mountEntry
 	for i, m := range all {
-		if pseudoFS[m.fsType] || visible[m.mountPoint] != i {
+		if pseudoFS[m.fsType] || userFS(m.fsType) || visible[m.mountPoint] != i {
 			continue
 		}
 		if j, ok := byDev[m.devID]; ok {

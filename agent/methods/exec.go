@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
 	"io/fs"
 	"os"
 	"os/exec"
@@ -12,6 +13,7 @@ import (
 	"sync"
 	"syscall"
 	"time"
+	"unicode/utf8"
 
 	"github.com/kvmmanager/guest-agent/agent/policy"
 	"github.com/kvmmanager/guest-agent/agent/protocol"
@@ -20,10 +22,9 @@ import (
 // defaultExecTimeout is exec_command's timeout_seconds when absent.
 const defaultExecTimeout = 30
 
-// pipeDrainDelay is how long exec_command waits, once the command has
-// exited, for its output pipes to close. Background processes it left behind
-// may hold them open forever; after this delay the pipes are closed and the
-// reply is sent with the output read so far.
+// pipeDrainDelay is how long exec_command waits, once the command and
+// everything it started were killed, for its output pipes to close: only a
+// process outside its container (which should not exist) could hold them.
 const pipeDrainDelay = 2 * time.Second
 
 // childEnv is the whole environment of every command: nothing of the agent's
@@ -66,7 +67,14 @@ func (s *Service) execCommand(ctx context.Context, params json.RawMessage) (any,
 		if !filepath.IsAbs(wd) {
 			return nil, invalidParams("working_directory %q is not absolute", wd)
 		}
-		fi, err := os.Stat(wd)
+		// Bounded: a working directory on a hung file system must not
+		// hold the request (and its slot) for ever.
+		v, err := s.withFileDeadline(ctx, func() (any, error) { return os.Stat(wd) })
+		var pe *protocol.Error
+		if errors.As(err, &pe) {
+			return nil, pe
+		}
+		fi, _ := v.(fs.FileInfo)
 		switch {
 		case errors.Is(err, fs.ErrNotExist):
 			return nil, protocol.Errorf(protocol.CodeNotFound, "working_directory %q does not exist", wd)
@@ -97,55 +105,143 @@ func commandError(err error) error {
 	return protocol.Errorf(protocol.CodeCommandFailed, "%v", err)
 }
 
+// run runs the resolved command path and returns its protocol result. Every
+// process it starts lives in a container of its own (a cgroup, or on guests
+// without one, the agent's subreaper bookkeeping: see startContained) that is
+// killed whole when the command times out, is cancelled, or exits: nothing
+// a command started outlives it. Hosts that want a daemon to stay use
+// systemd-run.
 func (s *Service) run(ctx context.Context, path string, p protocol.ExecParams, timeout time.Duration, capture bool) (any, error) {
-	runCtx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-
-	cmd := exec.CommandContext(runCtx, path, p.Args...)
+	cmd := exec.Command(path, p.Args...)
 	cmd.Args[0] = p.Command // what the caller named, as a shell would pass it
 	cmd.Env = childEnv
 	cmd.Dir = p.WorkingDirectory
 	cmd.Stdin = nil // /dev/null
-	cmd.WaitDelay = pipeDrainDelay
-	setProcessGroup(cmd)
-	var stdout, stderr *cappedBuffer
+	var stdout, stderr *outputPipe
 	if capture {
-		stdout = newCappedBuffer(s.cfg.MaxOutputBytes)
-		stderr = newCappedBuffer(s.cfg.MaxOutputBytes)
-		cmd.Stdout, cmd.Stderr = stdout, stderr
+		var err error
+		if stdout, err = newOutputPipe(s.cfg.MaxOutputBytes); err != nil {
+			return nil, protocol.Errorf(protocol.CodeCommandFailed, "start %q: %v", p.Command, err)
+		}
+		defer stdout.close()
+		if stderr, err = newOutputPipe(s.cfg.MaxOutputBytes); err != nil {
+			return nil, protocol.Errorf(protocol.CodeCommandFailed, "start %q: %v", p.Command, err)
+		}
+		defer stderr.close()
+		cmd.Stdout, cmd.Stderr = stdout.w, stderr.w
 	}
 
 	start := time.Now()
-	if err := cmd.Start(); err != nil {
+	box, err := startContained(cmd, s.log)
+	if err != nil {
 		return nil, startError(p.Command, path, err)
 	}
+	defer box.release()
+	if capture {
+		stdout.start()
+		stderr.start()
+	}
 	s.log.Debug("exec_command started", "command", path, "args", len(p.Args), "pid", cmd.Process.Pid, "timeout", timeout)
-	waitErr := cmd.Wait()
+	waited := make(chan error, 1)
+	go func() { waited <- cmd.Wait() }()
+	timer := time.NewTimer(timeout)
+	defer timer.Stop()
+	var waitErr error
+	timedOut, cancelled := false, false
+	select {
+	case waitErr = <-waited:
+	case <-timer.C:
+		timedOut = true
+	case <-ctx.Done():
+		cancelled = true
+	}
+	if timedOut || cancelled {
+		box.kill(false)
+		waitErr = <-waited
+	}
+	// Whatever the command left behind (background children, setsid
+	// daemons) goes now; then the pipes close and the output is complete.
+	box.kill(true)
 	res := protocol.ExecResult{
 		ExitCode:        exitCode(cmd.ProcessState),
 		ExecutionTimeMS: time.Since(start).Milliseconds(),
 	}
 	if capture {
-		res.Stdout, res.StdoutTruncated = stdout.result()
-		res.Stderr, res.StderrTruncated = stderr.result()
+		drain := time.NewTimer(pipeDrainDelay)
+		defer drain.Stop()
+		stdout.wait(drain.C)
+		stderr.wait(drain.C)
+		res.Stdout, res.StdoutTruncated = stdout.buf.result()
+		res.Stderr, res.StderrTruncated = stderr.buf.result()
 	}
-	if errors.Is(runCtx.Err(), context.DeadlineExceeded) && ctx.Err() == nil {
+	if timedOut {
 		return nil, protocol.Errorf(protocol.CodeTimeout,
-			"command %q timed out after %v; its process group was killed", p.Command, timeout).WithData(res)
+			"command %q timed out after %v; it and every process it started were killed", p.Command, timeout).WithData(res)
 	}
-	if err := ctx.Err(); err != nil {
-		return nil, protocol.Errorf(protocol.CodeCommandFailed, "command %q cancelled: %v; its process group was killed", p.Command, err)
+	if cancelled {
+		return nil, protocol.Errorf(protocol.CodeCommandFailed, "command %q cancelled: %v; it and every process it started were killed", p.Command, ctx.Err())
 	}
 	if waitErr != nil {
 		var ee *exec.ExitError
-		if !errors.As(waitErr, &ee) && !errors.Is(waitErr, exec.ErrWaitDelay) {
+		if !errors.As(waitErr, &ee) {
 			return nil, protocol.Errorf(protocol.CodeCommandFailed, "wait for %q: %v", p.Command, waitErr)
-		}
-		if errors.Is(waitErr, exec.ErrWaitDelay) {
-			s.log.Debug("exec_command: output pipes still open after exit (background process?); closed them", "command", path)
 		}
 	}
 	return res, nil
+}
+
+// container holds the processes of one command (OS-specific).
+type container interface {
+	// kill ends every process of the command still running. reaped says
+	// whether the command's own process was already waited for (its pid
+	// may then belong to another process).
+	kill(reaped bool)
+	// release frees the container; kill was called before.
+	release()
+}
+
+// outputPipe collects one output stream of a command.
+type outputPipe struct {
+	r, w *os.File
+	buf  *cappedBuffer
+	done chan struct{}
+}
+
+func newOutputPipe(max int) (*outputPipe, error) {
+	r, w, err := os.Pipe()
+	if err != nil {
+		return nil, err
+	}
+	return &outputPipe{r: r, w: w, buf: newCappedBuffer(max), done: make(chan struct{})}, nil
+}
+
+// start closes the agent's copy of the write end (the command has its own)
+// and reads until every writer is gone.
+func (o *outputPipe) start() {
+	o.w.Close()
+	o.w = nil
+	go func() {
+		defer close(o.done)
+		_, _ = io.Copy(o.buf, o.r)
+	}()
+}
+
+// wait waits for the end of the output, or gives up when deadline fires
+// (a process outside the container holds the pipe) and closes the pipe.
+func (o *outputPipe) wait(deadline <-chan time.Time) {
+	select {
+	case <-o.done:
+	case <-deadline:
+		o.r.Close()
+		<-o.done
+	}
+}
+
+func (o *outputPipe) close() {
+	if o.w != nil {
+		o.w.Close()
+	}
+	o.r.Close()
 }
 
 func startError(command, path string, err error) error {
@@ -203,9 +299,35 @@ func (b *cappedBuffer) Write(p []byte) (int, error) {
 }
 
 // result returns the output as valid UTF-8 (invalid sequences become
-// U+FFFD) and whether bytes were dropped.
+// U+FFFD) and whether bytes were dropped. The output is cut so that its JSON
+// encoding (what goes on the wire: a NUL byte is 6 bytes "\u0000", an invalid
+// byte 3 of U+FFFD) is at most max bytes.
 func (b *cappedBuffer) result() (string, bool) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	return strings.ToValidUTF8(string(b.buf), "\uFFFD"), b.truncated
+	out := strings.ToValidUTF8(string(b.buf), "\uFFFD")
+	if cut := wireCut(out, b.max); cut < len(out) {
+		return out[:cut], true
+	}
+	return out, b.truncated
+}
+
+// wireCut returns the length of the longest prefix of the valid UTF-8 text s
+// whose JSON string encoding (without quotes) is at most max bytes.
+func wireCut(s string, max int) int {
+	n := 0
+	for i, r := range s {
+		w := utf8.RuneLen(r)
+		switch {
+		case r == '"' || r == '\\' || r == '\n' || r == '\r' || r == '\t':
+			w = 2
+		case r < 0x20 || r == 0x2028 || r == 0x2029: // the server does not escape <, > and &
+			w = 6
+		}
+		if n+w > max {
+			return i
+		}
+		n += w
+	}
+	return len(s)
 }

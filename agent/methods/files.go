@@ -12,11 +12,11 @@ import (
 	"math"
 	"math/rand/v2"
 	"os"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 	"unicode/utf8"
 
 	"github.com/kvmmanager/guest-agent/agent/policy"
@@ -58,9 +58,58 @@ func checkEncoding(enc string) (string, error) {
 	return "", invalidParams(`"encoding" must be "utf8" or "base64", got %q`, enc)
 }
 
+// defaultFileTimeout bounds one file_read or file_write: a request stuck in
+// the kernel (a hung network or FUSE file system) gives up its concurrency
+// slot after it, with -32003.
+const defaultFileTimeout = 60 * time.Second
+
+// maxStuckFileOps is how many timed-out file operations may still be stuck
+// in the kernel (each holds a thread) before new ones are refused at once.
+const maxStuckFileOps = 4
+
+// withFileDeadline runs fn, a file method's work, and answers -32003 once
+// s.fileTimeout has passed (or ctx ended) without it finishing. fn then goes
+// on in the background: its thread is stuck in a system call no signal ends;
+// at most maxStuckFileOps of them at a time, after which file requests are
+// refused at once instead of adding threads.
+func (s *Service) withFileDeadline(ctx context.Context, fn func() (any, error)) (any, error) {
+	if n := s.stuckFileOps.Load(); n >= maxStuckFileOps {
+		return nil, protocol.Errorf(protocol.CodeCommandFailed,
+			"%d earlier file operations are still blocked in the kernel (a hung file system?); try again later", n)
+	}
+	type result struct {
+		v   any
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		v, err := fn()
+		done <- result{v, err}
+	}()
+	timer := time.NewTimer(s.fileTimeout)
+	defer timer.Stop()
+	select {
+	case r := <-done:
+		return r.v, r.err
+	case <-timer.C:
+	case <-ctx.Done():
+	}
+	s.stuckFileOps.Add(1)
+	go func() {
+		<-done
+		s.stuckFileOps.Add(-1)
+	}()
+	return nil, protocol.Errorf(protocol.CodeTimeout,
+		"the file operation did not finish within %v (a hung file system?); it may still complete", s.fileTimeout)
+}
+
 // file_read: a regular file inside allowed_read_paths, at most
 // max_file_size_bytes, as UTF-8 text or base64.
-func (s *Service) fileRead(_ context.Context, params json.RawMessage) (any, error) {
+func (s *Service) fileRead(ctx context.Context, params json.RawMessage) (any, error) {
+	return s.withFileDeadline(ctx, func() (any, error) { return s.fileReadNow(params) })
+}
+
+func (s *Service) fileReadNow(params json.RawMessage) (any, error) {
 	var p protocol.FileReadParams
 	if err := decodeParams(params, &p); err != nil {
 		return nil, err
@@ -77,17 +126,17 @@ func (s *Service) fileRead(_ context.Context, params json.RawMessage) (any, erro
 	}
 	res := protocol.FileReadResult{Encoding: enc}
 	var raw server.RawResult
-	err = s.read.Do(p.Path, func(root *os.Root, name string) error {
+	err = s.read.Do(p.Path, func(t *policy.Target) error {
 		// Stat first: opening a FIFO would block and opening a device can
 		// have side effects, so only regular files are opened.
-		fi, err := root.Stat(name)
+		fi, err := statAt(t)
 		if err != nil {
 			return err
 		}
-		if err := s.checkReadable(fi); err != nil {
+		if err := s.checkTargetFile(t, fi, false); err != nil {
 			return err
 		}
-		f, err := root.OpenFile(name, os.O_RDONLY|syscall.O_NONBLOCK|syscall.O_NOCTTY, 0)
+		f, err := openReadAt(t)
 		if err != nil {
 			return err
 		}
@@ -95,7 +144,7 @@ func (s *Service) fileRead(_ context.Context, params json.RawMessage) (any, erro
 		if fi, err = f.Stat(); err != nil { // the file may have been swapped since
 			return err
 		}
-		if err := s.checkReadable(fi); err != nil {
+		if err := s.checkTargetFile(t, fi, false); err != nil {
 			return err
 		}
 		r, err := newNonblockReader(f)
@@ -116,6 +165,19 @@ func (s *Service) fileRead(_ context.Context, params json.RawMessage) (any, erro
 		return raw, nil
 	}
 	return res, nil
+}
+
+// checkTargetFile is checkReadable plus the rules for a file in a directory
+// other users can write (policy.CheckFile).
+func (s *Service) checkTargetFile(t *policy.Target, fi fs.FileInfo, replace bool) error {
+	if fi.Mode()&fs.ModeSymlink != 0 {
+		return errSymlink
+	}
+	if err := s.checkReadable(fi); err != nil {
+		return err
+	}
+	uid, nlink := owner(fi)
+	return policy.CheckFile(t, uid, nlink, replace)
 }
 
 func (s *Service) checkReadable(fi fs.FileInfo) error {
@@ -279,7 +341,11 @@ const defaultFilePerm = 0o644
 
 // file_write: decode and size-check the content, check the path, then write
 // a temporary file next to the target and rename it over the target.
-func (s *Service) fileWrite(_ context.Context, params json.RawMessage) (any, error) {
+func (s *Service) fileWrite(ctx context.Context, params json.RawMessage) (any, error) {
+	return s.withFileDeadline(ctx, func() (any, error) { return s.fileWriteNow(params) })
+}
+
+func (s *Service) fileWriteNow(params json.RawMessage) (any, error) {
 	var p protocol.FileWriteParams
 	raw, err := decodeWriteParams(params, &p, &p.Content)
 	if err != nil {
@@ -292,14 +358,12 @@ func (s *Service) fileWrite(_ context.Context, params json.RawMessage) (any, err
 	if err != nil {
 		return nil, err
 	}
+	if enc == protocol.EncodingUTF8 && !utf8.Valid(params) {
+		// encoding/json would silently write U+FFFD for each bad byte.
+		return nil, invalidParams(`"content" is not valid UTF-8; send binary content with "encoding": "base64"`)
+	}
 	if raw != nil && enc == protocol.EncodingUTF8 {
-		// Text is used as a Go string; invalid UTF-8 is replaced the
-		// way encoding/json does it.
-		if utf8.Valid(raw) {
-			p.Content = string(raw)
-		} else if err := json.Unmarshal(append(append([]byte{'"'}, raw...), '"'), &p.Content); err != nil {
-			return nil, invalidParams(`"content": %v`, err)
-		}
+		p.Content = string(raw)
 		raw = nil
 	}
 	var perm os.FileMode
@@ -333,9 +397,16 @@ func (s *Service) fileWrite(_ context.Context, params json.RawMessage) (any, err
 	}
 
 	// 2. Path policy; 3. directories, temporary file, rename.
-	err = s.write.Do(p.Path, func(root *os.Root, name string) error {
-		return s.writeInRoot(root, name, p, raw, enc, perm)
+	do := s.write.Do
+	if p.CreateDirs {
+		do = s.write.DoCreate
+	}
+	err = do(p.Path, func(t *policy.Target) error {
+		return s.writeTarget(t, p, raw, enc, perm)
 	})
+	if errors.Is(err, fs.ErrNotExist) && !p.CreateDirs {
+		err = fmt.Errorf("%w: %v (set create_dirs to create missing directories)", fs.ErrNotExist, rootErrText(err))
+	}
 	if err != nil {
 		return nil, fileError(p.Path, err)
 	}
@@ -406,11 +477,16 @@ func decodedSize(content []byte, max int64) (int64, error) {
 
 var errBadBase64 = errors.New("content is not valid base64")
 
-func (s *Service) writeInRoot(root *os.Root, name string, p protocol.FileWriteParams, raw []byte, enc string, perm os.FileMode) error {
-	if name == "." {
+// writeTarget writes the file t names: a new file under a fresh random name
+// in the same directory, renamed over the target once complete. The old
+// file's inode is never written to or reused, and the new file is owned by
+// the agent (a file the host wrote never belongs to another user, who could
+// change it before the host uses it).
+func (s *Service) writeTarget(t *policy.Target, p protocol.FileWriteParams, raw []byte, enc string, perm os.FileMode) error {
+	if t.Name == "." {
 		return fmt.Errorf("%w (directory)", errNotRegular)
 	}
-	old, err := root.Lstat(name)
+	old, err := statAt(t)
 	exists := err == nil
 	switch {
 	case err != nil && !errors.Is(err, fs.ErrNotExist):
@@ -419,19 +495,11 @@ func (s *Service) writeInRoot(root *os.Root, name string, p protocol.FileWritePa
 		return errSymlink
 	case exists && !old.Mode().IsRegular():
 		return fmt.Errorf("%w (%s)", errNotRegular, fileKind(old.Mode()))
-	}
-	dir := filepath.Dir(name)
-	keepDirs := false
-	if !exists && p.CreateDirs && dir != "." {
-		undo, err := mkdirs(root, dir, 0o755)
-		if err != nil {
+	case exists:
+		uid, nlink := owner(old)
+		if err := policy.CheckFile(t, uid, nlink, true); err != nil {
 			return err
 		}
-		defer func() {
-			if !keepDirs {
-				undo() // a failed write leaves no new directories behind
-			}
-		}()
 	}
 	if perm == 0 && p.Permissions == "" {
 		perm = defaultFilePerm
@@ -440,24 +508,21 @@ func (s *Service) writeInRoot(root *os.Root, name string, p protocol.FileWritePa
 		}
 	}
 
-	base := filepath.Base(name)
+	base := t.Name
 	if len(base) > 64 {
 		base = base[:64]
 	}
-	tmp := filepath.Join(dir, fmt.Sprintf(".%s.kvmmanager-%016x.tmp", base, rand.Uint64()))
-	f, err := root.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	tmp := fmt.Sprintf(".%s.kvmmanager-%016x.tmp", base, rand.Uint64())
+	f, err := createAt(t, tmp)
 	if err != nil {
-		if errors.Is(err, fs.ErrNotExist) {
-			return fmt.Errorf("%w: the directory does not exist (set create_dirs to create it)", fs.ErrNotExist)
-		}
 		return err
 	}
 	committed := false
 	defer func() {
 		if !committed {
 			f.Close()
-			if rerr := root.Remove(tmp); rerr != nil && !errors.Is(rerr, fs.ErrNotExist) {
-				s.log.Warn("file_write: cannot remove temporary file", "path", tmp, "err", rerr)
+			if rerr := removeAt(t, tmp); rerr != nil && !errors.Is(rerr, fs.ErrNotExist) {
+				s.log.Warn("file_write: cannot remove temporary file", "dir", t.Dir.Name(), "name", tmp, "err", rerr)
 			}
 		}
 	}()
@@ -475,14 +540,6 @@ func (s *Service) writeInRoot(root *os.Root, name string, p protocol.FileWritePa
 	if err := f.Chmod(perm); err != nil {
 		return err
 	}
-	if exists && os.Geteuid() == 0 {
-		// Replacing a file keeps its owner (the agent runs as root).
-		if st, ok := old.Sys().(*syscall.Stat_t); ok {
-			if err := f.Chown(int(st.Uid), int(st.Gid)); err != nil {
-				return err
-			}
-		}
-	}
 	if err := f.Sync(); err != nil {
 		return err
 	}
@@ -494,16 +551,12 @@ func (s *Service) writeInRoot(root *os.Root, name string, p protocol.FileWritePa
 			return err
 		}
 	}
-	if err := root.Rename(tmp, name); err != nil {
+	if err := renameAt(t, tmp); err != nil {
 		return err
 	}
 	committed = true
-	keepDirs = true
-	if d, err := root.Open(dir); err == nil { // make the rename durable
-		if err := d.Sync(); err != nil {
-			s.log.Debug("file_write: sync directory", "dir", dir, "err", err)
-		}
-		d.Close()
+	if err := t.Dir.Sync(); err != nil { // make the rename durable
+		s.log.Debug("file_write: sync directory", "dir", t.Dir.Name(), "err", err)
 	}
 	return nil
 }
@@ -536,6 +589,8 @@ func fileError(path string, err error) error {
 			return protocol.Errorf(protocol.CodePermissionDenied, "%v", oe)
 		}
 		return protocol.Errorf(protocol.CodePermissionDenied, "path %q is outside the allowed paths", path)
+	case errors.Is(err, policy.ErrUntrusted):
+		return protocol.Errorf(protocol.CodePermissionDenied, "path %q: %v", path, err)
 	case errors.As(err, &tl):
 		return protocol.Errorf(protocol.CodePermissionDenied, "file %q %v", path, tl)
 	case errors.Is(err, errBadBase64):

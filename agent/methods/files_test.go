@@ -269,6 +269,10 @@ func snapshot(t *testing.T, dir string) string {
 func TestFileWriteRefusedWithoutSideEffects(t *testing.T) {
 	ft := newFileTree(t)
 	mustWrite(t, filepath.Join(ft.allowed, "keep"), "keep", 0o644)
+	mustSymlink(t, "keep", filepath.Join(ft.allowed, "user-link"))
+	if err := os.Lchown(filepath.Join(ft.allowed, "user-link"), 65534, 65534); err != nil {
+		t.Skipf("needs root to make a link of another user: %v", err)
+	}
 	small := func(c *config.Config) { c.MaxFileSizeBytes = 4 }
 	tests := []struct {
 		name   string
@@ -283,8 +287,8 @@ func TestFileWriteRefusedWithoutSideEffects(t *testing.T) {
 		{"symlinked dir out with create_dirs", nil, map[string]any{"path": filepath.Join(ft.allowed, "dir-out", "d1", "f"), "content": "x", "create_dirs": true}, protocol.CodePermissionDenied, []string{"outside"}},
 		{"dotdot", nil, map[string]any{"path": ft.allowed + "/sub/../../outside/new", "content": "x", "create_dirs": true}, protocol.CodePermissionDenied, []string{".."}},
 		{"dotdot staying inside", nil, map[string]any{"path": ft.allowed + "/newdir/../f", "content": "x", "create_dirs": true}, protocol.CodePermissionDenied, []string{".."}},
-		{"final symlink out", nil, map[string]any{"path": filepath.Join(ft.allowed, "link-out"), "content": "pwned"}, protocol.CodePermissionDenied, []string{"symbolic link"}},
-		{"final symlink inside", nil, map[string]any{"path": filepath.Join(ft.allowed, "link-in"), "content": "x"}, protocol.CodePermissionDenied, []string{"symbolic link"}},
+		{"final symlink out", nil, map[string]any{"path": filepath.Join(ft.allowed, "link-out"), "content": "pwned"}, protocol.CodePermissionDenied, []string{"outside allowed_write_paths"}},
+		{"final symlink of another user", nil, map[string]any{"path": filepath.Join(ft.allowed, "user-link"), "content": "x"}, protocol.CodePermissionDenied, []string{"symbolic link owned by uid 65534"}},
 		{"over size utf8", small, map[string]any{"path": filepath.Join(ft.allowed, "big"), "content": "12345"}, protocol.CodePermissionDenied, []string{"5 bytes", "max_file_size_bytes (4)"}},
 		{"over size base64", small, map[string]any{"path": filepath.Join(ft.allowed, "big"), "content": "MTIzNDU=", "encoding": "base64"}, protocol.CodePermissionDenied, []string{"max_file_size_bytes (4)"}},
 		{"over size checked before path", small, map[string]any{"path": filepath.Join(ft.outside, "big"), "content": "12345"}, protocol.CodePermissionDenied, []string{"max_file_size_bytes"}},
@@ -339,26 +343,57 @@ func TestFileWriteFailureKeepsOldFile(t *testing.T) {
 	assertNoTempFiles(t, ft.allowed)
 }
 
-// Replacing a file keeps its owner.
-func TestFileWriteKeepsOwner(t *testing.T) {
+// Replacing a file never keeps another user's ownership or inode: the new
+// file is the agent's, so its old owner cannot change what the host wrote
+// (before the host runs it, say). Where that owner may create files (a
+// directory other users can write), the agent refuses to replace it.
+func TestFileWriteNeverKeepsAnotherOwner(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root to chown")
 	}
 	ft := newFileTree(t)
-	target := filepath.Join(ft.allowed, "owned")
-	mustWrite(t, target, "x", 0o644)
-	if err := os.Chown(target, 1234, 5678); err != nil {
+	shared := filepath.Join(ft.allowed, "shared")
+	mustMkdir(t, shared)
+	if err := os.Chmod(shared, os.ModeSticky|0o777); err != nil {
 		t.Fatal(err)
 	}
-	s := ft.service(t, nil)
-	mustCall(t, s.Handlers()[protocol.MethodFileWrite], map[string]any{"path": target, "content": "y"}, nil)
-	fi, err := os.Stat(target)
-	if err != nil {
-		t.Fatal(err)
+	tests := []struct {
+		name string
+		dir  string
+		code int // 0: success
+	}{
+		{"private directory", ft.allowed, 0},
+		{"sticky world-writable directory", shared, protocol.CodePermissionDenied},
 	}
-	st := fi.Sys().(*syscall.Stat_t)
-	if st.Uid != 1234 || st.Gid != 5678 {
-		t.Fatalf("owner %d:%d, want 1234:5678", st.Uid, st.Gid)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			target := filepath.Join(tt.dir, "owned")
+			mustWrite(t, target, "x", 0o644)
+			if err := os.Chown(target, 1234, 5678); err != nil {
+				t.Fatal(err)
+			}
+			before, _ := os.Stat(target)
+			s := ft.service(t, nil)
+			_, perr := call(t, s.Handlers()[protocol.MethodFileWrite], map[string]any{"path": target, "content": "y", "permissions": "0755"})
+			fi, err := os.Stat(target)
+			if err != nil {
+				t.Fatal(err)
+			}
+			st := fi.Sys().(*syscall.Stat_t)
+			if tt.code != 0 {
+				wantError(t, perr, tt.code, "owned by uid 1234")
+				if !os.SameFile(before, fi) || st.Uid != 1234 {
+					t.Fatalf("refused write changed the file")
+				}
+				return
+			}
+			if perr != nil {
+				t.Fatal(perr)
+			}
+			if st.Uid != 0 || st.Gid != 0 || os.SameFile(before, fi) {
+				t.Fatalf("owner %d:%d (same inode %v), want a new file owned by 0:0", st.Uid, st.Gid, os.SameFile(before, fi))
+			}
+		})
 	}
 }
 
@@ -403,5 +438,20 @@ func TestNonblockReaderNeverWaits(t *testing.T) {
 	got, n, err := readContent(nr, 0, 100, protocol.EncodingUTF8)
 	if err != nil || got != "data" || n != 4 {
 		t.Fatalf("readContent = %q, %d, %v", got, n, err)
+	}
+}
+
+// One link rule for reads and writes: root's link (one name, target inside
+// the allowed paths) is followed by file_write too; the link stays and its
+// target is replaced.
+func TestFileWriteThroughRootLink(t *testing.T) {
+	ft := newFileTree(t)
+	s := ft.service(t, nil)
+	mustCall(t, s.Handlers()[protocol.MethodFileWrite], map[string]any{"path": filepath.Join(ft.allowed, "link-in"), "content": "via link\n"}, nil)
+	if fi, err := os.Lstat(filepath.Join(ft.allowed, "link-in")); err != nil || fi.Mode()&os.ModeSymlink == 0 {
+		t.Fatalf("link-in is no longer a link: %v %v", fi, err)
+	}
+	if b, _ := os.ReadFile(filepath.Join(ft.allowed, "hello.txt")); string(b) != "via link\n" {
+		t.Fatalf("target content %q", b)
 	}
 }

@@ -5,9 +5,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
-	"os/exec"
 	"time"
 
+	"github.com/kvmmanager/guest-agent/agent/config"
 	"github.com/kvmmanager/guest-agent/agent/policy"
 	"github.com/kvmmanager/guest-agent/agent/protocol"
 	"github.com/kvmmanager/guest-agent/agent/server"
@@ -31,9 +31,11 @@ func (k PowerKind) String() string {
 
 // PowerAction powers off or reboots the machine. The shutdown and reboot
 // methods call it in a goroutine of its own once their reply has been
-// written. Not forced, it asks the init system and, if the machine is still
-// up after grace, forces it; forced, it acts at once. An error means the
-// machine could not be powered off or rebooted.
+// written. Not forced, it asks the init system and never does more: if the
+// machine is still up after grace (0: no limit), it only logs it. Forced
+// with a grace, it asks the init system first and forces it (reboot(2))
+// if the machine is still up after grace; forced without one (0), it forces
+// at once. An error means the machine could not be powered off or rebooted.
 type PowerAction interface {
 	Power(kind PowerKind, force bool, grace time.Duration) error
 }
@@ -64,6 +66,9 @@ func (s *Service) powerRequest(ctx context.Context, params json.RawMessage, kind
 		}
 	}
 	grace := time.Duration(timeout) * time.Second
+	if p.Force && p.TimeoutSeconds == nil {
+		grace = 0 // force at once, as protocol 1.0 does
+	}
 	action := s.power
 	log := s.log
 	server.AfterResponse(ctx, func() {
@@ -74,9 +79,12 @@ func (s *Service) powerRequest(ctx context.Context, params json.RawMessage, kind
 			}
 		}()
 	})
-	msg := fmt.Sprintf("system %s initiated through the init system; forced after %ds if still running", kind, timeout)
-	if p.Force {
+	msg := fmt.Sprintf("system %s initiated through the init system (never forced: send \"force\": true to allow that)", kind)
+	switch {
+	case p.Force && grace == 0:
 		msg = fmt.Sprintf("forced system %s initiated", kind)
+	case p.Force:
+		msg = fmt.Sprintf("system %s initiated through the init system; forced after %ds if still running", kind, timeout)
 	}
 	return protocol.PowerResult{Initiated: true, Message: msg}, nil
 }
@@ -122,11 +130,21 @@ func initCommands(kind PowerKind) [][]string {
 
 func (p *systemPower) Power(kind PowerKind, force bool, grace time.Duration) error {
 	if !force {
+		if !p.askInit(kind) {
+			return fmt.Errorf("%s: no init system command succeeded; not forcing it (the host did not ask for force)", kind)
+		}
+		if grace > 0 {
+			<-p.after(grace)
+			p.log.Error("system still running after the grace period; not forcing it (the host did not ask for force)", "action", kind.String(), "grace", grace)
+		}
+		return nil
+	}
+	if grace > 0 {
 		if p.askInit(kind) {
 			<-p.after(grace)
-			p.log.Warn("system still running after the grace period; forcing", "action", kind.String(), "grace", grace)
+			p.log.Warn("system still running after the grace period; forcing, as the host asked", "action", kind.String(), "grace", grace)
 		} else {
-			p.log.Warn("no init system command succeeded; forcing", "action", kind.String())
+			p.log.Warn("no init system command succeeded; forcing, as the host asked", "action", kind.String())
 		}
 	}
 	p.sync()
@@ -154,17 +172,13 @@ func (p *systemPower) askInit(kind PowerKind) bool {
 }
 
 func runInitCommand(path string, args ...string) error {
-	ctx, cancel := context.WithTimeout(context.Background(), initCommandTimeout)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, path, args...)
-	cmd.Env = childEnv
-	setProcessGroup(cmd)
-	cmd.WaitDelay = pipeDrainDelay
-	out := newCappedBuffer(4096)
-	cmd.Stdout, cmd.Stderr = out, out
-	if err := cmd.Run(); err != nil {
-		text, _ := out.result()
-		return fmt.Errorf("%s: %w: %s", path, err, text)
+	s := &Service{cfg: &config.Config{MaxOutputBytes: 4096}, log: slog.New(slog.DiscardHandler)}
+	res, err := s.run(context.Background(), path, protocol.ExecParams{Command: path, Args: args}, initCommandTimeout, true)
+	if err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	if r := res.(protocol.ExecResult); r.ExitCode != 0 {
+		return fmt.Errorf("%s: exit status %d: %s%s", path, r.ExitCode, r.Stdout, r.Stderr)
 	}
 	return nil
 }

@@ -43,9 +43,10 @@ func TestPowerMethods(t *testing.T) {
 		msg    string
 	}{
 		{protocol.MethodShutdown, ``, powerCall{PowerOff, false, 60 * time.Second}, "power off"},
-		{protocol.MethodShutdown, `{"force":true}`, powerCall{PowerOff, true, 60 * time.Second}, "forced"},
+		{protocol.MethodShutdown, `{"force":true}`, powerCall{PowerOff, true, 0}, "forced"},
+		{protocol.MethodShutdown, `{"force":true,"timeout_seconds":9}`, powerCall{PowerOff, true, 9 * time.Second}, "forced after 9s"},
 		{protocol.MethodReboot, `{"timeout_seconds":5}`, powerCall{Reboot, false, 5 * time.Second}, "reboot"},
-		{protocol.MethodReboot, `{"timeout_seconds":0,"force":false}`, powerCall{Reboot, false, 0}, "reboot"},
+		{protocol.MethodReboot, `{"timeout_seconds":0,"force":false}`, powerCall{Reboot, false, 0}, "never forced"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.method+tt.params, func(t *testing.T) {
@@ -132,18 +133,20 @@ func TestSystemPowerSequence(t *testing.T) {
 		failing map[string]bool
 		want    []string
 	}{
+		// Not forced: the init system is asked, reboot(2) never called.
 		{"systemd", PowerOff, false, all, nil,
-			[]string{"run /usr/bin/systemctl poweroff", "wait", "sync", "reboot(2) power off"}},
+			[]string{"run /usr/bin/systemctl poweroff", "wait"}},
 		{"systemd reboot", Reboot, false, all, nil,
-			[]string{"run /usr/bin/systemctl reboot", "wait", "sync", "reboot(2) reboot"}},
+			[]string{"run /usr/bin/systemctl reboot", "wait"}},
 		{"systemctl present but not running systemd", PowerOff, false, all, map[string]bool{"/usr/bin/systemctl": true},
-			[]string{"run /usr/bin/systemctl poweroff", "run /usr/bin/shutdown -h now", "wait", "sync", "reboot(2) power off"}},
+			[]string{"run /usr/bin/systemctl poweroff", "run /usr/bin/shutdown -h now", "wait"}},
 		{"busybox only", Reboot, false, map[string]bool{"poweroff": true, "reboot": true}, nil,
-			[]string{"run /usr/bin/reboot", "wait", "sync", "reboot(2) reboot"}},
-		{"nothing works: force at once", PowerOff, false, map[string]bool{"shutdown": true}, map[string]bool{"/usr/bin/shutdown": true},
+			[]string{"run /usr/bin/reboot", "wait"}},
+		// Forced with a grace: the init system first, reboot(2) after it.
+		{"forced with a grace", PowerOff, true, all, nil,
+			[]string{"run /usr/bin/systemctl poweroff", "wait", "sync", "reboot(2) power off"}},
+		{"forced, nothing works: force at once", PowerOff, true, map[string]bool{"shutdown": true}, map[string]bool{"/usr/bin/shutdown": true},
 			[]string{"run /usr/bin/shutdown -h now", "sync", "reboot(2) power off"}},
-		{"forced skips the init system", Reboot, true, all, nil,
-			[]string{"sync", "reboot(2) reboot"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -160,6 +163,45 @@ func TestSystemPowerSequence(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// Without force the agent never hard-resets the guest: not after a grace of
+// 0 (the red-team case: reboot(2) came right after asking init), not when
+// no init command works.
+func TestSystemPowerNeverForcesUnasked(t *testing.T) {
+	all := map[string]bool{"systemctl": true, "shutdown": true, "poweroff": true, "reboot": true}
+	tests := []struct {
+		name    string
+		present map[string]bool
+		failing map[string]bool
+		grace   time.Duration
+		wantErr bool
+		want    []string
+	}{
+		{"timeout 0", all, nil, 0, false, []string{"run /usr/bin/systemctl poweroff"}},
+		{"init never reacts", all, nil, time.Second, false, []string{"run /usr/bin/systemctl poweroff", "wait"}},
+		{"no init command works", map[string]bool{"shutdown": true}, map[string]bool{"/usr/bin/shutdown": true}, 0, true, []string{"run /usr/bin/shutdown -h now"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := &fakeSystem{present: tt.present, failing: tt.failing}
+			err := f.power().Power(PowerOff, false, tt.grace)
+			if (err != nil) != tt.wantErr {
+				t.Fatalf("err = %v, want error %v", err, tt.wantErr)
+			}
+			if !slices.Equal(f.events, tt.want) {
+				t.Fatalf("events\n%q\nwant\n%q", f.events, tt.want)
+			}
+		})
+	}
+	// Forced without a grace: at once, the init system skipped.
+	f := &fakeSystem{present: all}
+	if err := f.power().Power(Reboot, true, 0); err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"sync", "reboot(2) reboot"}; !slices.Equal(f.events, want) {
+		t.Fatalf("forced: events %q, want %q", f.events, want)
 	}
 }
 

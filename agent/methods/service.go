@@ -1,6 +1,10 @@
 // Package methods implements every protocol 1.0 method of the agent: the
 // handlers the server dispatches to. Each method group has its own file; the
-// security decisions (paths, commands) live in agent/policy.
+// security decisions (paths, commands) live in agent/policy. It is also the
+// back end of the guest operations (fsfreeze, time, users, stats, disks,
+// accounts: guestops.go), typed methods of Service that protocol 1.1's
+// handlers (guestops_rpc.go) and the QEMU guest agent dialect (agent/qga)
+// share.
 //
 // Every handler decodes its params strictly (an unknown field is -32602 and
 // names the field), checks every limit before any side effect, and returns
@@ -13,10 +17,15 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"reflect"
 	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/kvmmanager/guest-agent/agent/config"
+	"github.com/kvmmanager/guest-agent/agent/jsonscan"
 	"github.com/kvmmanager/guest-agent/agent/policy"
 	"github.com/kvmmanager/guest-agent/agent/protocol"
 	"github.com/kvmmanager/guest-agent/agent/server"
@@ -48,8 +57,20 @@ type Service struct {
 	write    *policy.Paths
 	commands *policy.Commands
 
+	// guest is the state of the guest operations (fsfreeze, time,
+	// accounts: guestops.go).
+	guest guestState
+
 	// statfs is unix.Statfs; tests replace it.
 	statfs statfsFunc
+	// fileTimeout bounds each file_read and file_write (withFileDeadline);
+	// stuckFileOps counts those still running after it.
+	fileTimeout  time.Duration
+	stuckFileOps atomic.Int32
+	// statfsTimeout bounds statfs of one mount point; statfsBusy holds the
+	// mount points whose statfs is still running after it.
+	statfsTimeout time.Duration
+	statfsBusy    sync.Map
 	// beforeRename, when set (tests only), runs after the temporary file of
 	// a file_write is complete and before it replaces the target.
 	beforeRename func(tmpName string) error
@@ -66,6 +87,9 @@ func New(cfg *config.Config, opts Options) *Service {
 		write:    policy.NewPaths("allowed_write_paths", cfg.AllowedWritePaths),
 		commands: policy.NewCommands(cfg.CommandWhitelistEnabled, cfg.CommandWhitelist, opts.SearchDirs),
 		statfs:   defaultStatfs,
+
+		fileTimeout:   defaultFileTimeout,
+		statfsTimeout: defaultStatfsTimeout,
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
@@ -76,6 +100,7 @@ func New(cfg *config.Config, opts Options) *Service {
 	if s.power == nil {
 		s.power = newSystemPower(s.log)
 	}
+	s.initGuest()
 	return s
 }
 
@@ -104,7 +129,7 @@ func (s *Service) NonBlocking() map[string]bool {
 }
 
 func (s *Service) allHandlers() map[string]server.Handler {
-	return map[string]server.Handler{
+	all := map[string]server.Handler{
 		protocol.MethodPing:           s.ping,
 		protocol.MethodGetAgentInfo:   s.agentInfo,
 		protocol.MethodGetSystemInfo:  s.systemInfo,
@@ -117,6 +142,9 @@ func (s *Service) allHandlers() map[string]server.Handler {
 		protocol.MethodReboot:         s.reboot,
 		protocol.MethodSync:           s.sync,
 	}
+	// Protocol 1.1's guest operations (guestops_rpc.go).
+	maps.Copy(all, s.guestOpsHandlers())
+	return all
 }
 
 // capabilities lists the enabled methods in protocol order.
@@ -147,6 +175,9 @@ func decodeParams(params json.RawMessage, dst any) error {
 	}
 	if trimmed[0] != '{' {
 		return invalidParams("params must be an object")
+	}
+	if name, dup := jsonscan.DuplicateMember(trimmed); dup {
+		return invalidParams("field %q given twice", name)
 	}
 	// Unknown fields are found from the top-level keys alone (values are
 	// skipped, not copied), then the object is decoded straight from the

@@ -61,6 +61,9 @@ func (c *Commands) Resolve(command string) (string, error) {
 		if err := checkExecutable(command); err != nil {
 			return "", err
 		}
+		if err := CheckChain(command, true); err != nil {
+			return "", fmt.Errorf("command %s: %w: %v", command, ErrNotExecutable, err)
+		}
 		return command, nil
 	}
 	var firstErr error
@@ -107,7 +110,7 @@ func trustedFile(fi fs.FileInfo) bool {
 	if !ok {
 		return false
 	}
-	if int(st.Uid) != 0 && int(st.Uid) != os.Geteuid() {
+	if !trustedUID(st.Uid) {
 		return false
 	}
 	perm := fi.Mode().Perm()
@@ -126,4 +129,67 @@ func checkExecutable(p string) error {
 		return fmt.Errorf("command %s: %w", p, ErrNotExecutable)
 	}
 	return nil
+}
+
+// ErrReplaceable: a path that another user than root could replace.
+var ErrReplaceable = errors.New("could be replaced by a user other than root")
+
+// CheckChain checks that nobody but root (or the agent's user) can replace
+// what the absolute path names: no component is a symbolic link, and no
+// directory on the way is writable by anyone else, except a sticky one
+// (such as /tmp) whose next component exists and belongs to root, since then
+// nobody else may rename or remove it. With file set, the path itself must
+// also not be writable by anyone else (a command); otherwise it may be (an
+// allowed directory such as /tmp). A missing component is fine as long as
+// nobody else could create it.
+func CheckChain(path string, file bool) error {
+	return checkChain(path, file, 0)
+}
+
+func checkChain(path string, file bool, depth int) error {
+	comps := components(filepath.Clean(path))
+	parent := "/"
+	pfi, err := os.Lstat(parent)
+	if err != nil {
+		return err
+	}
+	for i, c := range comps {
+		cur := filepath.Join(parent, c)
+		fi, err := os.Lstat(cur)
+		exists := err == nil
+		if err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
+		if exists && fi.Mode()&fs.ModeSymlink != 0 {
+			// A program may be reached through root's links (/bin ->
+			// usr/bin); an allowed entry may not (file access never
+			// follows a link in an entry's own path).
+			if file && ownedByRoot(fi) && depth < maxLinkHops {
+				resolved, err := filepath.EvalSymlinks(path)
+				if err != nil {
+					return err
+				}
+				return checkChain(resolved, file, depth+1)
+			}
+			return fmt.Errorf("%s is a symbolic link: %w (list the path it points to)", cur, ErrReplaceable)
+		}
+		if !trustedFile(pfi) {
+			if !(pfi.Mode()&fs.ModeSticky != 0 && exists && ownedByRoot(fi)) {
+				return fmt.Errorf("%s: %w: its directory %s is writable by others", cur, ErrReplaceable, parent)
+			}
+		}
+		if !exists {
+			return nil // nothing below it exists; the check above covers who can create it
+		}
+		if i == len(comps)-1 && file && !trustedFile(fi) {
+			return fmt.Errorf("%s: %w: it is writable by others or not owned by root", cur, ErrReplaceable)
+		}
+		parent, pfi = cur, fi
+	}
+	return nil
+}
+
+func ownedByRoot(fi fs.FileInfo) bool {
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	return ok && trustedUID(st.Uid)
 }

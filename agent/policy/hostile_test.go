@@ -2,8 +2,11 @@ package policy
 
 import (
 	"errors"
+	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -75,5 +78,81 @@ func TestCommandsSkipDirsOthersCanWrite(t *testing.T) {
 	got, err := NewCommands(false, nil, dirs).Resolve("tool")
 	if want := filepath.Join(good, "tool"); err != nil || got != want {
 		t.Fatalf("Resolve(tool) = %q, %v; want %q (the only one nobody else can replace)", got, err, want)
+	}
+}
+
+// The path rules hold the same without openat2 (kernels before 5.6): the
+// entries are then walked from "/" with O_NOFOLLOW.
+func TestPathsWithoutOpenat2(t *testing.T) {
+	noOpenat2.Store(true)
+	defer noOpenat2.Store(false)
+	t.Run("table", TestPathsDo)
+	t.Run("proc", TestPathsProcMagicLinks)
+	t.Run("nested", TestPathsNestedEntriesFallBack)
+	t.Run("entry link", TestPathsEntryWithSymlinkRefused)
+}
+
+// An allowed entry reached through a symbolic link is not used, whoever
+// owns the link: entries are opened without following any.
+func TestPathsEntryWithSymlinkRefused(t *testing.T) {
+	base := t.TempDir()
+	real := filepath.Join(base, "real")
+	if err := os.Mkdir(real, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(real, "f"), []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("real", filepath.Join(base, "entry")); err != nil {
+		t.Fatal(err)
+	}
+	for _, entry := range []string{filepath.Join(base, "entry"), filepath.Join(base, "entry", "sub")} {
+		p := NewPaths("allowed_read_paths", []string{entry})
+		if _, err := readVia(p, filepath.Join(base, "entry", "f")); !errors.Is(err, ErrUntrusted) && !IsEscape(err) {
+			t.Errorf("entry %s: err = %v, want a refusal", entry, err)
+		}
+	}
+}
+
+// An absolute whitelist entry in a directory others can write is refused
+// at run time too (the config check may be older than the directory's mode).
+func TestCommandsAbsoluteInWritableDirRefused(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root")
+	}
+	dir := filepath.Join(t.TempDir(), "ww")
+	if err := os.Mkdir(dir, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(dir, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	tool := filepath.Join(dir, "tool")
+	if err := os.WriteFile(tool, []byte("#!/bin/sh\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	_, err := NewCommands(true, []string{tool}, nil).Resolve(tool)
+	if !errors.Is(err, ErrNotExecutable) || !strings.Contains(err.Error(), "writable by others") {
+		t.Fatalf("Resolve = %v, want refusal naming the writable directory", err)
+	}
+}
+
+// /dev/fd is root's link to /proc/self/fd, whose entries are the kernel's
+// magic links: with both /dev and /proc allowed, the first link is followed
+// (root's, into /proc) but the magic one is not.
+func TestPathsDevFdRefused(t *testing.T) {
+	if fi, err := os.Lstat("/dev/fd"); err != nil || fi.Mode()&os.ModeSymlink == 0 {
+		t.Skip("no /dev/fd link here")
+	}
+	f, err := os.Open("/etc/hostname")
+	if err != nil {
+		t.Skip(err)
+	}
+	defer f.Close()
+	p := NewPaths("allowed_read_paths", []string{"/dev", "/proc"})
+	for _, path := range []string{"/dev/fd/0", "/dev/stdin", fmt.Sprintf("/dev/fd/%d", f.Fd())} {
+		if got, err := readVia(p, path); err == nil || (!IsEscape(err) && !errors.Is(err, fs.ErrNotExist)) {
+			t.Errorf("read %s = %q, %v; want a refusal", path, got, err)
+		}
 	}
 }

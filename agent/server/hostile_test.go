@@ -93,3 +93,38 @@ func TestInvalidUTF8IDRefused(t *testing.T) {
 		t.Errorf("valid UTF-8 id: got %s", got)
 	}
 }
+
+// A member given twice is refused with -32600: parsers disagree on which
+// one wins (this scanner took the last, a host's library may take the
+// first), so the agent could act on another request than the host logged.
+// The connection goes on.
+func TestDuplicateMembersRefused(t *testing.T) {
+	c := newClient(t, New(testHandlers(), Options{}))
+	tests := []struct {
+		line, wantID, member string
+	}{
+		{`{"jsonrpc":"2.0","method":"ping","method":"echo","id":1}`, `1`, "method"},
+		{`{"jsonrpc":"2.0","method":"ping","params":{},"params":null,"id":2}`, `2`, "params"},
+		{`{"jsonrpc":"2.0","jsonrpc":"2.0","method":"ping","id":3}`, `3`, "jsonrpc"},
+		{`{"jsonrpc":"2.0","method":"ping","id":4,"id":5}`, `null`, "id"},
+		{`{"jsonrpc":"2.0","method":"ping","x":1,"\u0078":2,"id":6}`, `6`, "x"},
+	}
+	for _, tt := range tests {
+		c.send(tt.line + "\n")
+		var r struct {
+			Error *protocol.Error `json:"error"`
+			ID    json.RawMessage `json:"id"`
+		}
+		line := c.recv()
+		if err := json.Unmarshal([]byte(line), &r); err != nil {
+			t.Fatalf("%s: reply %q: %v", tt.line, line, err)
+		}
+		if r.Error == nil || r.Error.Code != protocol.CodeInvalidRequest || !strings.Contains(r.Error.Message, `"`+tt.member+`" given twice`) || string(r.ID) != tt.wantID {
+			t.Errorf("%s: reply %s, want -32600 naming %q with id %s", tt.line, line, tt.member, tt.wantID)
+		}
+	}
+	c.send(`{"jsonrpc":"2.0","method":"ping","id":"after"}` + "\n")
+	if line := c.recv(); !strings.Contains(line, `"result"`) {
+		t.Fatalf("after the refusals: %s", line)
+	}
+}

@@ -21,13 +21,17 @@ type request struct {
 	method  []byte // raw value of "method", nil if absent
 	params  []byte // raw value of "params", nil if absent
 	id      []byte // raw value of "id", nil if absent (a notification)
+	dup     string // a member name given twice, if any
+	hasDup  bool
 }
 
 // scanRequest splits a JSON object into the request members it knows. obj
-// must be valid JSON starting with '{'. Unknown members are ignored; for a
-// repeated member the last one wins, as with encoding/json.
+// must be valid JSON starting with '{'. Unknown members are ignored; a member
+// given twice is reported in dup (the request is then invalid: parsers
+// disagree on which one wins).
 func scanRequest(obj []byte) request {
 	var r request
+	r.dup, r.hasDup = jsonscan.DuplicateMember(obj)
 	i := jsonscan.SkipSpace(obj, 1)
 	if obj[i] == '}' {
 		return r

@@ -371,8 +371,11 @@ func (c *conn) prepare(obj []byte, owned bool) (cl *call, id []byte, perr *proto
 	if r.id != nil && !idOK(r.id) {
 		return nil, nil, protocol.Errorf(protocol.CodeInvalidRequest, "invalid request: id must be a number, a string or null")
 	}
-	if r.id != nil {
+	if r.id != nil && !(r.hasDup && r.dup == "id") {
 		id = append([]byte(nil), r.id...)
+	}
+	if r.hasDup {
+		return nil, id, protocol.Errorf(protocol.CodeInvalidRequest, "invalid request: member %q given twice", printable([]byte(r.dup)))
 	}
 	if !jsonrpcOK(r.jsonrpc) {
 		return nil, id, protocol.Errorf(protocol.CodeInvalidRequest, `invalid request: "jsonrpc" must be "2.0"`)

@@ -10,6 +10,7 @@ import (
 	"os"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 )
 
@@ -27,6 +28,8 @@ const (
 	// host gone while the port claims one is there, so no loop is hot.
 	hostWaitMin = 100 * time.Millisecond
 	hostWaitMax = time.Second
+	// A port another agent serves is looked at again after this long.
+	defaultYieldRecheck = 60 * time.Second
 )
 
 var (
@@ -77,6 +80,17 @@ type DeviceOptions struct {
 	DevRoot, SysRoot string
 	// Logger receives the connection logs; nil discards them.
 	Logger *slog.Logger
+	// PortName is the port FindPortNamed looks for when Path is "";
+	// "" means the agent's own port (protocol.PortName).
+	PortName string
+	// Yield, when set, is asked before each attempt to open the port; a
+	// non-empty reason (another agent serves it) leaves the port alone:
+	// the reason is logged once and asked again after YieldRecheck.
+	Yield func() string
+	// YieldRecheck is how long to leave the port before asking Yield
+	// again, and before retrying a port another process holds (EBUSY);
+	// default 60 s.
+	YieldRecheck time.Duration
 }
 
 // device is ServeDevice's state; its function fields are replaced in tests.
@@ -111,6 +125,9 @@ func ServeDevice(ctx context.Context, opts DeviceOptions, srv Server) error {
 
 func (d *device) locate() (string, error) {
 	if d.opts.Path == "" {
+		if d.opts.PortName != "" {
+			return FindPortNamed(d.opts.PortName, d.opts.DevRoot, d.opts.SysRoot)
+		}
 		return FindPort(d.opts.DevRoot, d.opts.SysRoot)
 	}
 	if _, err := os.Stat(d.opts.Path); err != nil {
@@ -137,6 +154,9 @@ func (d *device) serve(ctx context.Context, srv Server) error {
 			continue
 		}
 		missing.reset()
+		if d.yield(ctx, path, &lastErr) {
+			continue
+		}
 
 		var served bool
 		if isSocket(path) {
@@ -152,6 +172,16 @@ func (d *device) serve(ctx context.Context, srv Server) error {
 			lastErr = ""
 		}
 		switch {
+		case errors.Is(err, syscall.EBUSY):
+			// Another process (qemu-ga) has the port: leave it, and
+			// look again slowly.
+			if lastErr != "busy" {
+				d.log.Warn("Virtio-serial port is held by another process (qemu-ga?); leaving it to it",
+					"path", path, "recheck", d.recheck().String())
+				lastErr = "busy"
+			}
+			d.sleep(ctx, d.recheck())
+			continue
 		case err == nil:
 			d.log.Info("Connection lost, retrying...", "path", path)
 		case err.Error() != lastErr:
@@ -163,6 +193,33 @@ func (d *device) serve(ctx context.Context, srv Server) error {
 		d.sleep(ctx, failing.next())
 	}
 	return nil
+}
+
+// recheck is how long a port left to another process is left alone.
+func (d *device) recheck() time.Duration {
+	if d.opts.YieldRecheck > 0 {
+		return d.opts.YieldRecheck
+	}
+	return defaultYieldRecheck
+}
+
+// yield reports whether the port is left alone this turn (Yield gave a
+// reason); it logs a new reason once and sleeps.
+func (d *device) yield(ctx context.Context, path string, lastErr *string) bool {
+	if d.opts.Yield == nil {
+		return false
+	}
+	reason := d.opts.Yield()
+	if reason == "" {
+		return false
+	}
+	if *lastErr != "yield: "+reason {
+		d.log.Warn("Leaving the virtio-serial port to another agent", "path", path, "reason", reason,
+			"recheck", d.recheck().String())
+		*lastErr = "yield: " + reason
+	}
+	d.sleep(ctx, d.recheck())
+	return true
 }
 
 func isSocket(path string) bool {
@@ -271,6 +328,17 @@ type portConn struct {
 
 	mu      sync.Mutex
 	waiting chan struct{} // closed when the wait for a host in progress ends
+	gone    []func()      // OnHostGone's functions
+}
+
+// OnHostGone registers fn to run each time the host is seen to leave the
+// port (the session outlives hosts; see portConn). The driver may deliver a
+// new host's first request before the end of file that says the previous
+// host left, so fn may run after that request was read.
+func (c *portConn) OnHostGone(fn func()) {
+	c.mu.Lock()
+	c.gone = append(c.gone, fn)
+	c.mu.Unlock()
 }
 
 func newPortConn(ctx context.Context, d *device, p port, path string) *portConn {
@@ -393,6 +461,12 @@ func (c *portConn) awaitHost(ctx context.Context) (waited bool, err error) {
 	seen := c.hostSeen.Load()
 	if seen {
 		c.d.log.Info("Connection lost, retrying...", "path", c.path)
+		c.mu.Lock()
+		gone := c.gone
+		c.mu.Unlock()
+		for _, fn := range gone {
+			fn()
+		}
 	}
 	waited, err = c.d.waitHost(ctx, c.p)
 	if err == nil {

@@ -19,7 +19,7 @@ const DefaultDevice = "/dev/virtio-ports/" + protocol.PortName
 const fallbackPort = "vport0p1"
 
 // ErrNoPort is wrapped by FindPort's error when no port was found.
-var ErrNoPort = errors.New("virtio-serial port " + protocol.PortName + " not found")
+var ErrNoPort = errors.New("virtio-serial port not found")
 
 // FindPort locates the agent's virtio-serial port under devRoot ("/dev")
 // and sysRoot ("/sys"):
@@ -29,7 +29,14 @@ var ErrNoPort = errors.New("virtio-serial port " + protocol.PortName + " not fou
 //   - else devRoot/vport0p1, unless sysfs names it as another port (it may
 //     be qemu-ga's, which must not be taken).
 func FindPort(devRoot, sysRoot string) (string, error) {
-	byName := filepath.Join(devRoot, "virtio-ports", protocol.PortName)
+	return FindPortNamed(protocol.PortName, devRoot, sysRoot)
+}
+
+// FindPortNamed locates the virtio-serial port called name as FindPort
+// does; the vport0p1 fallback applies to the agent's own port only (another
+// port, e.g. org.qemu.guest_agent.0, is found by its name or not at all).
+func FindPortNamed(name, devRoot, sysRoot string) (string, error) {
+	byName := filepath.Join(devRoot, "virtio-ports", name)
 	if exists(byName) {
 		return byName, nil
 	}
@@ -39,17 +46,20 @@ func FindPort(devRoot, sysRoot string) (string, error) {
 		return "", fmt.Errorf("find port: read %s: %w", classDir, err)
 	}
 	for _, e := range entries {
-		if portName(classDir, e.Name()) == protocol.PortName {
+		if portName(classDir, e.Name()) == name {
 			if dev := filepath.Join(devRoot, e.Name()); exists(dev) {
 				return dev, nil
 			}
 		}
 	}
+	if name != protocol.PortName {
+		return "", fmt.Errorf("find port: looked for %s and a port named %s in %s: %w", byName, name, classDir, ErrNoPort)
+	}
 	if dev := filepath.Join(devRoot, fallbackPort); exists(dev) && portName(classDir, fallbackPort) == "" {
 		return dev, nil
 	}
 	return "", fmt.Errorf("find port: looked for %s, a port named %s in %s and %s: %w",
-		byName, protocol.PortName, classDir, filepath.Join(devRoot, fallbackPort), ErrNoPort)
+		byName, name, classDir, filepath.Join(devRoot, fallbackPort), ErrNoPort)
 }
 
 // portName returns the name sysfs gives the port, or "" if none.

@@ -343,16 +343,35 @@ func checkReconnects(ctx context.Context, t *testing.T, m *machine) {
 // checkIdleCPU measures the agent's CPU time (utime+stime of
 // /proc/<pid>/stat) over 3 s with no host connected: an agent that spins on
 // the disconnected port (its reads return 0 at once) burns hundreds of ticks
-// in that time. The two snapshots are taken in the guest by a detached shell
-// (1 s after the host left, once the session has ended, and 3 s later) and
-// read back through file_read after the host reconnects, so that the window
-// holds the agent's idle behaviour only: under TCG, serving one request
-// costs the agent about half a tick, which would otherwise dominate.
+// in that time. The two snapshots are taken in the guest by a shell (1 s
+// after the host left, once the session has ended, and 3 s later) and read
+// back through file_read after the host reconnects, so that the window holds
+// the agent's idle behaviour only: under TCG, serving one request costs the
+// agent about half a tick, which would otherwise dominate. The shell is the
+// command of an exec_command the host leaves running when it disconnects (a
+// detached process would die with its command); waiting for it costs the
+// agent nothing.
 func checkIdleCPU(ctx context.Context, t *testing.T, m *machine) {
 	pid := agentPID(ctx, t, m)
-	script := fmt.Sprintf("sleep 1; cat /proc/%[1]d/stat >/tmp/idle.0; sleep 3; cat /proc/%[1]d/stat >/tmp/idle.1", pid)
-	exec(ctx, t, m, "/bin/sh", "-c", "rm -f /tmp/idle.0 /tmp/idle.1; setsid /bin/sh -c '"+script+"' </dev/null >/dev/null 2>&1 &")
+	script := fmt.Sprintf(": >/tmp/idle.go; sleep 1; cat /proc/%[1]d/stat >/tmp/idle.0; sleep 3; cat /proc/%[1]d/stat >/tmp/idle.1", pid)
+	exec(ctx, t, m, "rm", "-f", "/tmp/idle.go", "/tmp/idle.0", "/tmp/idle.1")
+	observer := make(chan struct{})
+	go func() {
+		defer close(observer)
+		timeout, capture := 30, false
+		_, _ = m.client.Exec(ctx, protocol.ExecParams{Command: "/bin/sh", Args: []string{"-c", script}, TimeoutSeconds: &timeout, CaptureOutput: &capture})
+	}()
+	for {
+		if _, err := m.client.ReadFile(ctx, "/tmp/idle.go", ""); err == nil {
+			break
+		} else if ctx.Err() != nil {
+			t.Fatalf("the observer never started: %v", err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 	m.client.Close()
+	// The observer's call ends with the connection; its command goes on.
+	<-observer
 	time.Sleep(5500 * time.Millisecond) // the window, with a margin for TCG
 	var err error
 	if m.client, err = client.Dial(ctx, m.socket); err != nil {

@@ -12,9 +12,11 @@ import (
 )
 
 const (
-	portPath   = "/dev/virtio-ports/org.kvmmanager.agent.0"
-	unitName   = "kvmmanager-agent.service"
-	deviceUnit = `dev-virtio\x2dports-org.kvmmanager.agent.0.device`
+	portPath      = "/dev/virtio-ports/org.kvmmanager.agent.0"
+	qgaPortPath   = "/dev/virtio-ports/org.qemu.guest_agent.0"
+	unitName      = "kvmmanager-agent.service"
+	deviceUnit    = `dev-virtio\x2dports-org.kvmmanager.agent.0.device`
+	qgaDeviceUnit = `dev-virtio\x2dports-org.qemu.guest_agent.0.device`
 )
 
 // unitFile maps "Section.Key" to the values of a systemd unit file.
@@ -50,16 +52,19 @@ func unitFile(t *testing.T, p string) map[string][]string {
 }
 
 // TestUnitActivation checks the contract the distro VM tests rely on: the
-// unit is bound to the port's device unit, restarts calmly, is not pulled
-// in by multi-user.target, and has no sandboxing that hides /tmp or /etc.
+// unit starts with either port's device unit and never without one (OR-ed
+// conditions, no BindsTo= that would stop it when one of two ports goes),
+// comes after qemu-ga, restarts calmly, is not pulled in by
+// multi-user.target, and has no sandboxing that hides /tmp or /etc.
 func TestUnitActivation(t *testing.T) {
 	u := unitFile(t, repoPath("packaging/systemd/"+unitName))
 	want := map[string]string{
-		"Unit.BindsTo":      deviceUnit,
-		"Unit.After":        deviceUnit,
-		"Service.Restart":   "always",
-		"Install.WantedBy":  deviceUnit,
-		"Service.ExecStart": "/usr/bin/kvmmanager-agent --config /etc/kvmmanager-agent/config.json",
+		"Unit.BindsTo":             "",
+		"Unit.ConditionPathExists": "|" + portPath + " |" + qgaPortPath,
+		"Unit.After":               deviceUnit + " " + qgaDeviceUnit + " qemu-guest-agent.service",
+		"Service.Restart":          "always",
+		"Install.WantedBy":         deviceUnit + " " + qgaDeviceUnit,
+		"Service.ExecStart":        "/usr/bin/kvmmanager-agent --config /etc/kvmmanager-agent/config.json",
 	}
 	for k, v := range want {
 		if got := strings.Join(u[k], " "); got != v {
@@ -87,12 +92,14 @@ func TestUnitActivation(t *testing.T) {
 // systemd-escape, so a typo in the \x2d escape cannot slip through.
 func TestDeviceUnitName(t *testing.T) {
 	testenv.NeedCommands(t, "systemd-escape")
-	out, err := exec.Command("systemd-escape", "--path", "--suffix=device", portPath).Output()
-	if err != nil {
-		t.Fatalf("systemd-escape: %v", err)
-	}
-	if got := strings.TrimSpace(string(out)); got != deviceUnit {
-		t.Fatalf("systemd-escape --path %s = %q, unit uses %q", portPath, got, deviceUnit)
+	for path, unit := range map[string]string{portPath: deviceUnit, qgaPortPath: qgaDeviceUnit} {
+		out, err := exec.Command("systemd-escape", "--path", "--suffix=device", path).Output()
+		if err != nil {
+			t.Fatalf("systemd-escape: %v", err)
+		}
+		if got := strings.TrimSpace(string(out)); got != unit {
+			t.Errorf("systemd-escape --path %s = %q, unit uses %q", path, got, unit)
+		}
 	}
 }
 
@@ -130,21 +137,24 @@ func udevRules(t testing.TB, p string) [][]string {
 func TestUdevRule(t *testing.T) {
 	p := repoPath("packaging/udev/60-kvmmanager-agent.rules")
 	rules := udevRules(t, p)
-	if len(rules) != 1 {
-		t.Fatalf("%s has %d rules, want 1", p, len(rules))
+	if len(rules) != 2 {
+		t.Fatalf("%s has %d rules, want 2 (one per port)", p, len(rules))
 	}
-	have := map[string]bool{}
-	for _, tok := range rules[0] {
-		have[tok] = true
-	}
-	for _, tok := range []string{
-		`SUBSYSTEM=="virtio-ports"`,
-		`ATTR{name}=="org.kvmmanager.agent.0"`,
-		`TAG+="systemd"`,
-		`ENV{SYSTEMD_WANTS}+="` + unitName + `"`,
-	} {
-		if !have[tok] {
-			t.Errorf("%s: rule lacks %s; has %v", p, tok, rules[0])
+	for i, name := range []string{"org.kvmmanager.agent.0", "org.qemu.guest_agent.0"} {
+		have := map[string]bool{}
+		for _, tok := range rules[i] {
+			have[tok] = true
+		}
+		for _, tok := range []string{
+			`SUBSYSTEM=="virtio-ports"`,
+			`ATTR{name}=="` + name + `"`,
+			`TAG+="systemd"`,
+			// Appended: qemu-guest-agent's rule on the same port keeps its unit.
+			`ENV{SYSTEMD_WANTS}+="` + unitName + `"`,
+		} {
+			if !have[tok] {
+				t.Errorf("%s: rule %d lacks %s; has %v", p, i+1, tok, rules[i])
+			}
 		}
 	}
 }

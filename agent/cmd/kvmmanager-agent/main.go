@@ -1,6 +1,8 @@
 // Command kvmmanager-agent is the KVM Manager guest agent: it answers the
 // host's JSON-RPC 2.0 requests (protocol 1.0) on the virtio-serial port
-// org.kvmmanager.agent.0, or on a unix socket with --listen.
+// org.kvmmanager.agent.0 and, at the same time, the QEMU guest agent
+// protocol on org.qemu.guest_agent.0 (config qga_port); or, for development
+// and tests, either dialect on a unix socket (--listen, --qga-listen).
 package main
 
 import (
@@ -18,6 +20,8 @@ import (
 	"github.com/kvmmanager/guest-agent/agent/config"
 	"github.com/kvmmanager/guest-agent/agent/methods"
 	"github.com/kvmmanager/guest-agent/agent/protocol"
+	"github.com/kvmmanager/guest-agent/agent/qga"
+	"github.com/kvmmanager/guest-agent/agent/qga/qapi"
 	"github.com/kvmmanager/guest-agent/agent/server"
 	"github.com/kvmmanager/guest-agent/agent/transport"
 	"github.com/kvmmanager/guest-agent/agent/version"
@@ -39,7 +43,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	flags.SetOutput(stderr)
 	configPath := flags.String("config", config.DefaultPath, "configuration file (missing: built-in defaults)")
 	device := flags.String("device", transport.DefaultDevice, "virtio-serial port, or a unix socket to connect to")
-	listen := flags.String("listen", "", "serve clients on a unix socket instead of the port: unix:PATH")
+	listen := flags.String("listen", "", "serve clients on a unix socket instead of the ports: unix:PATH")
+	qgaDevice := flags.String("qga-device", "", "QGA virtio-serial port, or a unix socket to connect to (default: found by name)")
+	qgaListen := flags.String("qga-listen", "", "serve the QEMU guest agent protocol on a unix socket instead of the ports: unix:PATH")
 	logLevel := flags.String("log-level", "", "debug, info, warn or error (overrides the config)")
 	logFile := flags.String("log-file", "", "append logs to this file instead of stderr")
 	checkConfig := flags.Bool("check-config", false, "validate the configuration and exit 0 (valid) or 2")
@@ -81,14 +87,20 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if *logLevel != "" {
 		level = *logLevel
 	}
-	var listenPath string
-	if *listen != "" {
-		p, ok := strings.CutPrefix(*listen, "unix:")
+	var listenPath, qgaListenPath string
+	for _, l := range []struct {
+		flag, value string
+		path        *string
+	}{{"--listen", *listen, &listenPath}, {"--qga-listen", *qgaListen, &qgaListenPath}} {
+		if l.value == "" {
+			continue
+		}
+		p, ok := strings.CutPrefix(l.value, "unix:")
 		if !ok || p == "" {
-			fmt.Fprintf(stderr, "kvmmanager-agent: --listen %q: want unix:PATH\n", *listen)
+			fmt.Fprintf(stderr, "kvmmanager-agent: %s %q: want unix:PATH\n", l.flag, l.value)
 			return exitUsage
 		}
-		listenPath = p
+		*l.path = p
 	}
 	log, closeLog, err := newLogger(level, *logFile, stderr)
 	if err != nil {
@@ -114,22 +126,69 @@ func run(args []string, stdout, stderr io.Writer) int {
 		// Handlers that never block: answered on the reading goroutine.
 		Inline: svc.NonBlocking(),
 	})
+	dialect := qga.New(svc, cfg, qga.Options{Logger: log, MaxObject: server.LineLimit(cfg.MaxFileSizeBytes)})
 	log.Info("kvmmanager-agent starting", "version", version.Version, "commit", version.Commit,
-		"protocol", protocol.Version, "config", *configPath)
+		"protocol", protocol.Version, "config", *configPath, "qga_port", cfg.QGAPort)
 
-	if listenPath != "" {
-		err = transport.Listen(ctx, listenPath, srv, log)
+	var serve []func(context.Context) error
+	if listenPath != "" || qgaListenPath != "" {
+		// Development and tests: the sockets given, no port.
+		if listenPath != "" {
+			serve = append(serve, func(ctx context.Context) error { return transport.Listen(ctx, listenPath, srv, log) })
+		}
+		if qgaListenPath != "" {
+			serve = append(serve, func(ctx context.Context) error { return transport.Listen(ctx, qgaListenPath, dialect, log) })
+		}
 	} else {
 		opts := transport.DeviceOptions{Logger: log}
 		if flags.Changed("device") {
 			opts.Path = *device
 		}
-		err = transport.ServeDevice(ctx, opts, srv)
+		serve = append(serve, func(ctx context.Context) error { return transport.ServeDevice(ctx, opts, srv) })
+		if cfg.QGAPort == config.QGAPortAuto || *qgaDevice != "" {
+			qopts := transport.DeviceOptions{
+				Logger:   log.With("port", qapi.PortName),
+				PortName: qapi.PortName,
+				Path:     *qgaDevice,
+			}
+			if *qgaDevice == "" {
+				// qemu-ga has the port, or will have it: leave it.
+				qopts.Yield = func() string { return qga.QemuGARunning("/proc") }
+			}
+			serve = append(serve, func(ctx context.Context) error { return transport.ServeDevice(ctx, qopts, dialect) })
+		} else {
+			log.Info("qga_port is off: not serving " + qapi.PortName)
+		}
 	}
+	err = serveAll(ctx, serve)
 	if err != nil {
 		log.Error("kvmmanager-agent failed", "err", err)
 		return exitFailed
 	}
 	log.Info("kvmmanager-agent stopped")
 	return exitOK
+}
+
+// serveAll runs the servers until ctx ends; the first to fail stops the
+// others, and its error is the result.
+func serveAll(ctx context.Context, serve []func(context.Context) error) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	errs := make(chan error, len(serve))
+	for _, fn := range serve {
+		go func() {
+			err := fn(ctx)
+			if err != nil {
+				cancel()
+			}
+			errs <- err
+		}()
+	}
+	var first error
+	for range serve {
+		if err := <-errs; err != nil && first == nil {
+			first = err
+		}
+	}
+	return first
 }
