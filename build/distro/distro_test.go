@@ -25,9 +25,6 @@ import (
 // in the systemd scenario.
 const upgradeVersion = "9.9.9-upgrade"
 
-// agentUnitDevice is the device unit the udev rule gives the port.
-const agentUnitDevice = `dev-virtio\x2dports-org.kvmmanager.agent.0.device`
-
 // agentConfig is the agent's configuration file in the guest.
 const agentConfig = "/etc/kvmmanager-agent/config.json"
 
@@ -526,7 +523,7 @@ func shutdownThroughAgent(t *testing.T, g *guest) {
 		t.Fatalf("shutdown: %+v, %v", res, err)
 	}
 	start := time.Now()
-	g.waitPowerOff(4*time.Minute, "the shutdown call")
+	g.waitPowerOff(6*time.Minute, "the shutdown call")
 	t.Logf("shutdown call to QEMU exit: %s", time.Since(start).Round(100*time.Millisecond))
 	con, err := os.ReadFile(g.console)
 	if err != nil {
@@ -703,7 +700,7 @@ func scenarioNoPort(t *testing.T, e *env, _ suite, img *distro.Image) {
 	if err := calmLog(distro.ParseJournal(jr.Output), 3); err != nil {
 		t.Error(err)
 	}
-	g.waitPowerOff(2*time.Minute, "the observation")
+	g.waitPowerOff(6*time.Minute, "the observation")
 }
 
 // scenarioOpenRCNoPort: the OpenRC image without the agent's port. The
@@ -737,5 +734,5 @@ func scenarioOpenRCNoPort(t *testing.T, e *env, _ suite, img *distro.Image) {
 	if err := calmLog(es, 3); err != nil {
 		t.Error(err)
 	}
-	g.waitPowerOff(3*time.Minute, "the observation")
+	g.waitPowerOff(6*time.Minute, "the observation")
 }
