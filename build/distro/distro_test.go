@@ -358,8 +358,8 @@ func formatVersion(t *testing.T, format, v string) string {
 // reboot; upgrade keeping an edited config; uninstall, then purge; finally
 // the shutdown method powers the VM off.
 func scenarioSystemd(t *testing.T, e *env, s suite, img *distro.Image) {
-	g := boot(t, e, img, bootOptions{Timeout: 25 * time.Minute})
-	g.waitAgent(8 * time.Minute)
+	g := boot(t, e, img, bootOptions{Timeout: 40 * time.Minute})
+	g.waitAgent(12 * time.Minute)
 	t.Logf("boot to first answer: %s", time.Since(g.start).Round(100*time.Millisecond))
 	inst := g.installed()
 	if s.pkg.format == "rpm" && !strings.Contains(inst.Output, "Using install-rhel.sh") {
@@ -599,8 +599,8 @@ func waitVersion(t *testing.T, g *guest, version string) protocol.AgentInfo {
 
 // scenarioOpenRC: install.sh's generic path on Debian with OpenRC.
 func scenarioOpenRC(t *testing.T, e *env, s suite, img *distro.Image) {
-	g := boot(t, e, img, bootOptions{Timeout: 20 * time.Minute})
-	g.waitAgent(8 * time.Minute)
+	g := boot(t, e, img, bootOptions{Timeout: 30 * time.Minute})
+	g.waitAgent(12 * time.Minute)
 	t.Logf("boot to first answer: %s", time.Since(g.start).Round(100*time.Millisecond))
 	inst := g.installed()
 	if !strings.Contains(inst.Output, "by copying files") {

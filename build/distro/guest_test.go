@@ -228,7 +228,7 @@ func (g *guest) rebootThroughAgent() time.Duration {
 		g.t.Fatalf("reboot: %+v, %v", res, err)
 	}
 	start := time.Now()
-	g.poll("the agent after the reboot", "cat /proc/sys/kernel/random/boot_id", 5*time.Minute,
+	g.poll("the agent after the reboot", "cat /proc/sys/kernel/random/boot_id", 10*time.Minute,
 		func(id string) bool { return id != "" && id != before })
 	return time.Since(start)
 }
