@@ -11,13 +11,14 @@ import (
 	"github.com/kvmmanager/guest-agent/agent/config"
 	"github.com/kvmmanager/guest-agent/agent/protocol"
 	"github.com/kvmmanager/guest-agent/agent/server"
+	"github.com/kvmmanager/guest-agent/build/testenv"
 )
 
 // seedConfig loads the shipped packaging/config.json, the file the agent's
 // tests must run against.
 func seedConfig(t testing.TB) *config.Config {
 	t.Helper()
-	cfg, err := config.Load("../../packaging/config.json")
+	cfg, err := config.Load(testenv.RepoPath(t, "packaging/config.json"))
 	if err != nil {
 		t.Fatalf("load seed config: %v", err)
 	}
@@ -103,14 +104,14 @@ func wantError(t testing.TB, perr *protocol.Error, code int, parts ...string) {
 func TestHandlersCoverEveryMethod(t *testing.T) {
 	s := newService(t, nil)
 	h := s.Handlers()
-	all := append(slices.Clone(protocol.Methods), protocol.GuestOpsMethods...)
+	all := append(slices.Clone(protocol.Methods), protocol.Methods11...)
 	for _, m := range all {
 		if h[m] == nil {
 			t.Errorf("no handler for %s", m)
 		}
 	}
 	if len(h) != len(all) {
-		t.Errorf("%d handlers, want %d (1.0 and 1.1 guest operations)", len(h), len(all))
+		t.Errorf("%d handlers, want %d (1.0 and 1.1)", len(h), len(all))
 	}
 }
 

@@ -59,7 +59,6 @@ type Dialect struct {
 	cmds   []*Command
 	byName map[string]*Command
 
-	procs      procTable    // guest-exec processes
 	nextHandle atomic.Int64 // guest-file handles given out so far
 }
 
@@ -88,7 +87,6 @@ type Command struct {
 // was made with).
 func New(svc *methods.Service, cfg *config.Config, opts Options) *Dialect {
 	d := &Dialect{svc: svc, cfg: cfg, log: opts.Logger, opts: opts, byName: map[string]*Command{}}
-	d.procs.procs = map[int64]*procEntry{}
 	if d.log == nil {
 		d.log = slog.New(slog.DiscardHandler)
 	}

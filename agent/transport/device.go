@@ -131,7 +131,7 @@ func (d *device) locate() (string, error) {
 		return FindPort(d.opts.DevRoot, d.opts.SysRoot)
 	}
 	if _, err := os.Stat(d.opts.Path); err != nil {
-		return "", fmt.Errorf("stat %s: %w", d.opts.Path, err)
+		return "", err // *fs.PathError: already "stat PATH: ..."
 	}
 	return d.opts.Path, nil
 }

@@ -226,10 +226,7 @@ func matrixTable(rows []matrixRow, e *env) string {
 // cache when they are there; a scenario waits only for its own) and builds
 // the two ISOs.
 func setup(t *testing.T) *env {
-	root, err := filepath.Abs("../..")
-	if err != nil {
-		t.Fatal(err)
-	}
+	root := testenv.RepoRoot(t)
 	cache, err := distro.CacheDir()
 	if err != nil {
 		t.Fatal(err)

@@ -14,6 +14,7 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/spf13/pflag"
 
@@ -62,6 +63,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	if flags.NArg() > 0 {
 		fmt.Fprintf(stderr, "kvmmanager-agent: unexpected argument %q\n", flags.Arg(0))
+		return exitUsage
+	}
+	// Checked before --check-config answers, so that it checks the flags
+	// (OpenRC keeps them in conf.d) as well as the file.
+	if *logLevel != "" && !validLevel(*logLevel) {
+		fmt.Fprintf(stderr, "kvmmanager-agent: --log-level: log level %q: want debug, info, warn or error\n", *logLevel)
 		return exitUsage
 	}
 	if *showVersion {
@@ -161,6 +168,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 	}
 	err = serveAll(ctx, serve)
+	// Background commands (exec_start, guest-exec) end with the agent.
+	svc.KillJobs(10 * time.Second)
 	if err != nil {
 		log.Error("kvmmanager-agent failed", "err", err)
 		return exitFailed

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/spf13/pflag"
@@ -20,25 +21,25 @@ import (
 const maxStdin = 64 << 20
 
 func commands() []command {
-	return []command{
+	return append([]command{
 		{name: "ping", summary: "Check that the agent answers; shows its clock and the round trip", nargs: exactly(0), argsHelp: "no arguments", setup: setupPing},
 		{name: "info", summary: "Agent version, protocol version and methods (get_agent_info)", nargs: exactly(0), argsHelp: "no arguments", setup: setupInfo},
 		{name: "system", summary: "Guest OS, kernel, hostname, CPUs, memory, uptime (get_system_info)", nargs: exactly(0), argsHelp: "no arguments", setup: setupSystem},
 		{name: "network", summary: "Guest network interfaces and addresses (get_network_info)", nargs: exactly(0), argsHelp: "no arguments", setup: setupNetwork},
 		{name: "disks", summary: "Guest filesystems and their usage (get_disk_usage)", nargs: exactly(0), argsHelp: "no arguments", setup: setupDisks},
-		{name: "exec", args: "[--timeout SECONDS] [--cwd DIR] [--] COMMAND [ARGS...]", rawArgs: true,
+		{name: "exec", args: execSynopsis, rawArgs: true,
 			summary: "Run COMMAND in the guest (no shell); prints its output and exits with its status",
-			nargs:   atLeast(1), argsHelp: "a command to run", setup: setupExec},
-		{name: "read", args: "PATH [--base64]", summary: "Write the content of guest file PATH to stdout (raw bytes; --base64 prints base64 text)",
-			nargs: exactly(1), argsHelp: "one PATH", setup: setupRead},
-		{name: "write", args: "PATH [--mode 0644] [--create-dirs]", summary: "Write stdin to guest file PATH (sent as base64)",
-			nargs: exactly(1), argsHelp: "one PATH", setup: setupWrite},
+			nargs:   atLeast(1), argsHelp: "a command to run", setup: setupExecAll},
+		{name: "read", args: "PATH [--base64] [--chunk BYTES]", summary: "Write the content of guest file PATH to stdout (raw bytes; --base64 prints base64 text; any size, sha256 verified)",
+			nargs: exactly(1), argsHelp: "one PATH", setup: setupReadAll},
+		{name: "write", args: "PATH [--mode 0644] [--create-dirs] [--chunk BYTES]", summary: "Write stdin to guest file PATH (any size, in chunks, replaced at once when complete)",
+			nargs: exactly(1), argsHelp: "one PATH", setup: setupWriteAll},
 		{name: "shutdown", args: "[--force] [--grace SECONDS]", summary: "Power the guest off", nargs: exactly(0), argsHelp: "no arguments", setup: setupPower(protocol.MethodShutdown)},
 		{name: "reboot", args: "[--force] [--grace SECONDS]", summary: "Reboot the guest", nargs: exactly(0), argsHelp: "no arguments", setup: setupPower(protocol.MethodReboot)},
 		{name: "libvirt-xml", args: "[DOMAIN]", offline: true,
 			summary: "Print the libvirt <channel> element that gives a domain the agent port",
 			nargs:   atMost(1), argsHelp: "at most one DOMAIN", setup: setupLibvirtXML},
-	}
+	}, opsCommands()...) // protocol 1.1 guest operations (ops.go)
 }
 
 // printJSON writes v indented, for --json.
@@ -85,63 +86,31 @@ func skew(d time.Duration) string {
 	return fmt.Sprintf("%s behind", -s)
 }
 
-func setupInfo(a *app, _ *pflag.FlagSet) action {
-	return func(ctx context.Context, _ []string) error {
-		return a.call(ctx, 0, func(ctx context.Context, c *client.Client) error {
-			r, err := c.AgentInfo(ctx)
-			if err != nil {
-				return err
-			}
-			if a.json {
-				return a.printJSON(r)
-			}
-			return writeAgentInfo(a.stdout, r)
-		})
-	}
-}
+// The commands that ask one question without parameters and print the
+// answer as a table, or as the agent's JSON with --json.
+var (
+	setupInfo    = setupQuery((*client.Client).AgentInfo, writeAgentInfo)
+	setupSystem  = setupQuery((*client.Client).SystemInfo, writeSystemInfo)
+	setupNetwork = setupQuery((*client.Client).NetworkInfo, writeNetworkInfo)
+	setupDisks   = setupQuery((*client.Client).DiskUsage, writeDiskUsage)
+)
 
-func setupSystem(a *app, _ *pflag.FlagSet) action {
-	return func(ctx context.Context, _ []string) error {
-		return a.call(ctx, 0, func(ctx context.Context, c *client.Client) error {
-			r, err := c.SystemInfo(ctx)
-			if err != nil {
-				return err
-			}
-			if a.json {
-				return a.printJSON(r)
-			}
-			return writeSystemInfo(a.stdout, r)
-		})
-	}
-}
-
-func setupNetwork(a *app, _ *pflag.FlagSet) action {
-	return func(ctx context.Context, _ []string) error {
-		return a.call(ctx, 0, func(ctx context.Context, c *client.Client) error {
-			r, err := c.NetworkInfo(ctx)
-			if err != nil {
-				return err
-			}
-			if a.json {
-				return a.printJSON(r)
-			}
-			return writeNetworkInfo(a.stdout, r)
-		})
-	}
-}
-
-func setupDisks(a *app, _ *pflag.FlagSet) action {
-	return func(ctx context.Context, _ []string) error {
-		return a.call(ctx, 0, func(ctx context.Context, c *client.Client) error {
-			r, err := c.DiskUsage(ctx)
-			if err != nil {
-				return err
-			}
-			if a.json {
-				return a.printJSON(r)
-			}
-			return writeDiskUsage(a.stdout, r)
-		})
+// setupQuery makes the setup of a command that calls get and prints its
+// result with write (or as JSON with --json).
+func setupQuery[R any](get func(*client.Client, context.Context) (R, error), write func(io.Writer, R) error) func(*app, *pflag.FlagSet) action {
+	return func(a *app, _ *pflag.FlagSet) action {
+		return func(ctx context.Context, _ []string) error {
+			return a.call(ctx, 0, func(ctx context.Context, c *client.Client) error {
+				r, err := get(c, ctx)
+				if err != nil {
+					return err
+				}
+				if a.json {
+					return a.printJSON(r)
+				}
+				return write(a.stdout, r)
+			})
+		}
 	}
 }
 
@@ -255,7 +224,7 @@ func setupWrite(a *app, fs *pflag.FlagSet) action {
 				Permissions: *mode,
 			})
 			if err != nil {
-				return err
+				return cliCreateDirs(err)
 			}
 			if a.json {
 				return a.printJSON(r)
@@ -266,10 +235,22 @@ func setupWrite(a *app, fs *pflag.FlagSet) action {
 	}
 }
 
+// cliCreateDirs rewrites the agent's advice to set the create_dirs
+// parameter into this command's flag, --create-dirs.
+func cliCreateDirs(err error) error {
+	var perr *protocol.Error
+	if !errors.As(err, &perr) || !strings.Contains(perr.Message, "create_dirs") {
+		return err
+	}
+	e := *perr
+	e.Message = strings.ReplaceAll(strings.ReplaceAll(e.Message, "set create_dirs", "add --create-dirs"), " create_dirs", " --create-dirs")
+	return &e
+}
+
 func setupPower(method string) func(a *app, fs *pflag.FlagSet) action {
 	return func(a *app, fs *pflag.FlagSet) action {
 		force := fs.Bool("force", false, "act at once (sync and reboot(2)) instead of asking the init system")
-		grace := fs.Int("grace", 0, "`SECONDS` the init system gets before the agent forces it (default: the agent's, 60)")
+		grace := fs.Int("grace", 0, "with --force: `SECONDS` the init system gets before the agent forces it (without --grace: forced at once); without --force the agent only asks the init system, never forces")
 		return func(ctx context.Context, _ []string) error {
 			if *grace < 0 {
 				return usagef("%s --grace must be positive", method)
