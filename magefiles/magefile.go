@@ -123,7 +123,7 @@ func Test(ctx context.Context) error {
 	// ./build/... holds the slow VM and distro tests: no race detector there.
 	// Tests that boot VMs, build chroots or drive libvirt carry the build tag
 	// vmtest, so a plain `go test ./...` stays fast and leaves the tree alone.
-	r.GoTest(ctx, "go test -tags vmtest ./build/...", append([]string{"-tags", "vmtest", "-timeout", "40m"}, rest...)...)
+	r.GoTest(ctx, "go test -tags vmtest ./build/...", append([]string{"-tags", "vmtest", "-timeout", "70m"}, rest...)...)
 	// The agent built for Windows, its tests run under Wine.
 	r.Func("windows tests under Wine", func() error { return windowsTests(ctx) })
 	if _, err := exec.LookPath("shellcheck"); err != nil {
