@@ -39,6 +39,23 @@ run() {
 note() { done_list="$done_list
   - $*"; }
 have() { command -v "$1" >/dev/null 2>&1; }
+
+# changed_line says what a run changed, "Done:" and $1; under --dry-run
+# nothing changed, so it says what a real run would do.
+changed_line() {
+	if [ "$dry_run" = 1 ]; then
+		say "Would do:$1"
+	else
+		say "Done:$1"
+	fi
+}
+
+# end_dry_run ends the output of a --dry-run with a line saying so.
+end_dry_run() {
+	if [ "$dry_run" = 1 ]; then
+		say "Dry run: nothing was changed (run without --dry-run to do it)."
+	fi
+}
 systemd_running() { [ -d /run/systemd/system ]; }
 openrc_running() { [ -e /run/openrc/softlevel ]; }
 
@@ -208,7 +225,7 @@ systemd_start() {
 # (with $4 as its last line, if given).
 summary() {
 	if [ -n "$1" ]; then
-		say "Done: $1."
+		changed_line " $1."
 	else
 		say "Nothing changed."
 	fi
@@ -216,4 +233,5 @@ summary() {
 	say "Configuration: /etc/kvmmanager-agent/config.json (then: $3)"
 	ports_report
 	port_warning "${4:-}"
+	end_dry_run
 }

@@ -188,11 +188,12 @@ generic_install() {
 	if [ -z "$done_list" ]; then
 		say "kvmmanager-agent is already installed from this ISO; nothing changed."
 	else
-		say "Done:$done_list"
+		changed_line "$done_list"
 	fi
 	say "Check it with: $check"
 	ports_report
 	port_warning
+	end_dry_run
 }
 
 require_root "sudo sh"

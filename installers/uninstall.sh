@@ -128,11 +128,12 @@ fi
 if [ -z "$done_list" ]; then
 	say "kvmmanager-agent is not installed; nothing to do."
 else
-	say "Done:$done_list"
+	changed_line "$done_list"
 fi
 if [ "$purge" = 0 ]; then
 	for c in /etc/kvmmanager-agent/config.json /etc/conf.d/$pkgname; do
 		[ -e "$c" ] && say "Kept $c (uninstall.sh --purge removes it)."
 	done
 fi
+end_dry_run
 exit 0

@@ -15,9 +15,9 @@ import (
 // BENCH_MICRO=0 the Go micro-benchmarks; BENCH_ROUNDS=N sets the rounds (at least 5);
 // BENCH_PLACE=same|split|free sets the CPU placement (default same: client and agents on CPU 0).
 func Bench(ctx context.Context) error {
-	wd, err := os.Getwd()
+	opts, err := buildOptions()
 	if err != nil {
-		return fmt.Errorf("working directory: %w", err)
+		return err
 	}
 	rounds := 0
 	if s := os.Getenv("BENCH_ROUNDS"); s != "" {
@@ -26,7 +26,7 @@ func Bench(ctx context.Context) error {
 		}
 	}
 	rep, err := bench.Run(ctx, bench.Options{
-		Root:   wd,
+		Root:   opts.Root,
 		Smoke:  os.Getenv("BENCH_SMOKE") == "1",
 		Rounds: rounds,
 		Build:  os.Getenv("BENCH_BUILD") != "0",

@@ -9,12 +9,13 @@ import (
 	"testing"
 
 	"github.com/kvmmanager/guest-agent/agent/protocol"
+	"github.com/kvmmanager/guest-agent/build/testenv"
 )
 
 // The shipped config must be exactly the built-in defaults: the previous
 // agent shipped a file whose schema the code did not read.
 func TestShippedConfigMatchesDefaults(t *testing.T) {
-	path := filepath.Join("..", "..", "packaging", "config.json")
+	path := testenv.RepoPath(t, "packaging/config.json")
 	c, err := Load(path)
 	if err != nil {
 		t.Fatalf("Load(%s): %v", path, err)

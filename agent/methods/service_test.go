@@ -11,13 +11,14 @@ import (
 	"github.com/kvmmanager/guest-agent/agent/config"
 	"github.com/kvmmanager/guest-agent/agent/protocol"
 	"github.com/kvmmanager/guest-agent/agent/server"
+	"github.com/kvmmanager/guest-agent/build/testenv"
 )
 
 // seedConfig loads the shipped packaging/config.json, the file the agent's
 // tests must run against.
 func seedConfig(t testing.TB) *config.Config {
 	t.Helper()
-	cfg, err := config.Load("../../packaging/config.json")
+	cfg, err := config.Load(testenv.RepoPath(t, "packaging/config.json"))
 	if err != nil {
 		t.Fatalf("load seed config: %v", err)
 	}

@@ -166,8 +166,8 @@ func buildAgent(ctx context.Context, root, work string) (string, error) {
 	return "", errors.New("the agent was not built")
 }
 
-// benchConfig is the agent's configuration for the benchmark: the seed's
-// schema, with the data directory readable and writable and room for the
+// benchConfig is the agent's configuration for the benchmark: the shipped
+// config's keys, with the data directory readable and writable and room for the
 // 10 MiB file workloads.
 func benchConfig(dataDir string) map[string]any {
 	return map[string]any{
@@ -196,131 +196,206 @@ func workloadCounts(smoke bool) counts {
 	return counts{pingSeq: 3000, pingPipe: 10000, info: 200, exec: 100, files: 5}
 }
 
+// workloads are the workloads in the order they run, in two groups: the
+// peak memory figure covers the second (the files) alone.
+func workloads(c counts, data []byte) [2][]workload {
+	return [2][]workload{{
+		latencyWorkload("ping_seq", latencyKeys{p50: keyPingSeqP50, p99: keyPingSeqP99, rps: keyPingSeqRPS, cpu: keyPingSeqCPU},
+			c.pingSeq, c.pingSeq/10, agentOps.ping),
+		pipelineWorkload(c.pingPipe),
+		latencyWorkload("system_info", latencyKeys{p50: keySystemInfoP50, cpu: keySystemInfoCPU}, c.info, 5, agentOps.systemInfo),
+		latencyWorkload("network_info", latencyKeys{p50: keyNetworkInfoP50, cpu: keyNetworkInfoCPU}, c.info, 5, agentOps.networkInfo),
+		latencyWorkload("disk_usage", latencyKeys{p50: keyDiskUsageP50, cpu: keyDiskUsageCPU}, c.info, 5, agentOps.diskUsage),
+		latencyWorkload("exec", latencyKeys{p50: keyExecP50, cpu: keyExecCPU}, c.exec, 3, agentOps.execTrue),
+	}, {
+		fileWorkload("read", keyReadMiBps, keyReadCPU, c.files, data, false),
+		fileWorkload("write", keyWriteMiBps, keyWriteCPU, c.files, data, true),
+	}}
+}
+
+// runAgents starts both agents, measures every figure side by side and
+// stores them in rep.
 func runAgents(ctx context.Context, opts Options, rep *Report, work, agentBin, qga string) error {
-	dataDir := filepath.Join(work, "data")
-	stateDir := filepath.Join(work, "qga-state")
-	for _, d := range []string{dataDir, stateDir} {
-		if err := os.Mkdir(d, 0o700); err != nil {
-			return fmt.Errorf("create %s: %w", d, err)
-		}
-	}
-	cfg, _ := json.MarshalIndent(benchConfig(dataDir), "", "  ")
-	cfgPath := filepath.Join(work, "config.json")
-	if err := os.WriteFile(cfgPath, cfg, 0o600); err != nil {
-		return fmt.Errorf("write %s: %w", cfgPath, err)
-	}
 	size := fileSize
 	if opts.Smoke {
 		size = 1 << 20
 	}
-	data := make([]byte, size)
-	rand.NewChaCha8([32]byte{'k', 'v', 'm'}).Read(data)
-	readPath := filepath.Join(dataDir, "read.bin")
-	if err := os.WriteFile(readPath, data, 0o600); err != nil {
-		return fmt.Errorf("write %s: %w", readPath, err)
-	}
-
-	oursSock := filepath.Join(work, "ours.sock")
-	qgaSock := filepath.Join(work, "qga.sock")
-	fmt.Fprintf(opts.Out, "bench: starting %s and %s\n", agentBin, qga)
-	oursProc, err := startProcess(ctx, "kvmmanager-agent",
-		[]string{agentBin, "--listen", "unix:" + oursSock, "--config", cfgPath, "--log-level", "warn"},
-		filepath.Join(work, "ours.log"), oursSock)
+	fx, err := prepareFixtures(work, size)
 	if err != nil {
 		return err
 	}
-	defer func() {
+	targets, stop, err := startAgents(ctx, opts, rep, fx, agentBin, qga)
+	defer stop()
+	if err != nil {
+		return err
+	}
+	// The measuring goroutine keeps this thread, bound to the client's CPU
+	// by pinClient, until the agents are done.
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	release, err := pinClient(opts, rep, targets)
+	if err != nil {
+		return err
+	}
+	defer release()
+
+	v := newValues()
+	// Idle memory: connected and synchronised, before any workload.
+	time.Sleep(500 * time.Millisecond)
+	if err := measureIdle(targets, v); err != nil {
+		return err
+	}
+	if err := runWorkloads(opts, rep, targets, workloads(workloadCounts(opts.Smoke), fx.data), v); err != nil {
+		return err
+	}
+	if err := measureExecutables(rep, targets, v); err != nil {
+		return err
+	}
+	if q, ok := targets[1].ops.(*qgaAgent); ok && q.execs > 0 {
+		rep.Notes = append(rep.Notes, fmt.Sprintf("qemu-ga exec: %.2f guest-exec-status polls per command on average", float64(q.polls)/float64(q.execs)))
+	}
+	rep.Figures = figures(v, fmt.Sprintf("%d MiB", size>>20))
+	return nil
+}
+
+// fixtures are the files both agents work on.
+type fixtures struct {
+	work, dataDir, stateDir, config, readPath string
+	data                                      []byte // the content of readPath and of every write
+}
+
+// prepareFixtures writes the agent's config, the qemu-ga state directory
+// and the file the read workload reads (size random bytes) under work.
+func prepareFixtures(work string, size int) (fixtures, error) {
+	fx := fixtures{work: work, dataDir: filepath.Join(work, "data"), stateDir: filepath.Join(work, "qga-state"),
+		config: filepath.Join(work, "config.json")}
+	for _, d := range []string{fx.dataDir, fx.stateDir} {
+		if err := os.Mkdir(d, 0o700); err != nil {
+			return fx, fmt.Errorf("create %s: %w", d, err)
+		}
+	}
+	cfg, err := json.MarshalIndent(benchConfig(fx.dataDir), "", "  ")
+	if err != nil {
+		return fx, fmt.Errorf("encode the benchmark config: %w", err)
+	}
+	if err := os.WriteFile(fx.config, cfg, 0o600); err != nil {
+		return fx, fmt.Errorf("write %s: %w", fx.config, err)
+	}
+	fx.data = make([]byte, size)
+	rand.NewChaCha8([32]byte{'k', 'v', 'm'}).Read(fx.data)
+	fx.readPath = filepath.Join(fx.dataDir, "read.bin")
+	if err := os.WriteFile(fx.readPath, fx.data, 0o600); err != nil {
+		return fx, fmt.Errorf("write %s: %w", fx.readPath, err)
+	}
+	return fx, nil
+}
+
+// startAgents starts kvmmanager-agent and qemu-ga on unix sockets and
+// connects to both. stop, never nil, closes what was opened and stops the
+// agents, noting in rep an agent that had to be killed.
+func startAgents(ctx context.Context, opts Options, rep *Report, fx fixtures, agentBin, qga string) ([2]*target, func(), error) {
+	var targets [2]*target
+	var undo []func()
+	stop := func() {
+		for i := len(undo) - 1; i >= 0; i-- {
+			undo[i]()
+		}
+	}
+	agentSock := filepath.Join(fx.work, "agent.sock")
+	qgaSock := filepath.Join(fx.work, "qga.sock")
+	fmt.Fprintf(opts.Out, "bench: starting %s and %s\n", agentBin, qga)
+	agentProc, err := startProcess(ctx, "kvmmanager-agent",
+		[]string{agentBin, "--listen", "unix:" + agentSock, "--config", fx.config, "--log-level", "warn"},
+		filepath.Join(fx.work, "agent.log"), agentSock)
+	if err != nil {
+		return targets, stop, err
+	}
+	undo = append(undo, func() {
 		// The agent finishes in-flight requests for up to 5 s on SIGTERM.
-		if oursProc.stop(7 * time.Second) {
+		if agentProc.stop(7 * time.Second) {
 			rep.Notes = append(rep.Notes, "kvmmanager-agent did not exit within 7 s of SIGTERM and was killed")
 		}
-	}()
+	})
 	// No -F: the fsfreeze hook stays disabled; -f keeps the pid file out
 	// of /run so that a system qemu-ga is not disturbed.
 	qgaProc, err := startProcess(ctx, "qemu-ga",
-		[]string{qga, "-m", "unix-listen", "-p", qgaSock, "-t", stateDir, "-f", filepath.Join(stateDir, "qemu-ga.pid")},
-		filepath.Join(work, "qga.log"), qgaSock)
+		[]string{qga, "-m", "unix-listen", "-p", qgaSock, "-t", fx.stateDir, "-f", filepath.Join(fx.stateDir, "qemu-ga.pid")},
+		filepath.Join(fx.work, "qga.log"), qgaSock)
 	if err != nil {
-		return err
+		return targets, stop, err
 	}
-	defer func() {
+	undo = append(undo, func() {
 		if qgaProc.stop(3 * time.Second) {
 			rep.Notes = append(rep.Notes, "qemu-ga did not exit within 3 s of SIGTERM and was killed (it occasionally ignores SIGTERM)")
 		}
-	}()
-
-	clientCPU, agentCPU, err := opts.Place.cpus()
-	if err != nil {
-		return err
-	}
-	if agentCPU >= 0 {
-		for _, p := range []*process{oursProc, qgaProc} {
-			if err := pinProcess(p.pid(), agentCPU); err != nil {
-				return err
-			}
-		}
-		// The measuring goroutine keeps this thread, bound to the client's
-		// CPU, until the agents are done. The client's other threads (Go
-		// runtime, the pipelined workload's writer) stay unbound: binding
-		// them too lets the client runtime's background work preempt the
-		// agents and lengthens qemu-ga's tail several-fold.
-		runtime.LockOSThread()
-		defer runtime.UnlockOSThread()
-		if err := pinThread(clientCPU); err != nil {
-			return err
-		}
-		defer unpinThread()
-		rep.Notes = append(rep.Notes, fmt.Sprintf("placement %s: client on CPU %d, both agents on CPU %d", placeName(opts.Place), clientCPU, agentCPU))
-	}
+	})
 	dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	oursConn, err := dial(dctx, oursSock, oursCodec{})
+	agentConn, err := dial(dctx, agentSock, jsonrpcCodec{})
 	if err != nil {
-		return fmt.Errorf("kvmmanager-agent: %w", err)
+		return targets, stop, fmt.Errorf("kvmmanager-agent: %w", err)
 	}
-	defer oursConn.Close()
+	undo = append(undo, func() { agentConn.Close() })
 	qgaConn, err := dial(dctx, qgaSock, qgaCodec{})
 	if err != nil {
-		return fmt.Errorf("qemu-ga: %w", err)
+		return targets, stop, fmt.Errorf("qemu-ga: %w", err)
 	}
-	defer qgaConn.Close()
-	targets := [2]*target{
-		{name: "kvmmanager-agent", proc: oursProc, conn: oursConn, ops: oursAgent{oursConn},
-			readPath: readPath, writePath: filepath.Join(dataDir, "ours-write.bin")},
+	undo = append(undo, func() { qgaConn.Close() })
+	targets = [2]*target{
+		{name: "kvmmanager-agent", proc: agentProc, conn: agentConn, ops: kvmAgent{agentConn},
+			readPath: fx.readPath, writePath: filepath.Join(fx.dataDir, "agent-write.bin")},
 		{name: "qemu-ga", proc: qgaProc, conn: qgaConn, ops: &qgaAgent{c: qgaConn},
-			readPath: readPath, writePath: filepath.Join(dataDir, "qga-write.bin")},
+			readPath: fx.readPath, writePath: filepath.Join(fx.dataDir, "qga-write.bin")},
 	}
+	return targets, stop, nil
+}
 
-	// Idle memory: connected and synchronised, before any workload.
-	time.Sleep(500 * time.Millisecond)
-	values := [2]map[string][]float64{{}, {}}
+// pinClient places both agents on the agent CPU and the calling thread
+// (locked to it by the caller) on the client CPU of opts.Place. The
+// client's other threads (Go runtime, the pipelined workload's writer) stay
+// unbound: binding them too lets the client runtime's background work
+// preempt the agents and lengthens qemu-ga's tail several-fold. release
+// unbinds the thread.
+func pinClient(opts Options, rep *Report, targets [2]*target) (release func(), err error) {
+	clientCPU, agentCPU, err := opts.Place.cpus()
+	if err != nil || agentCPU < 0 {
+		return func() {}, err
+	}
+	for _, t := range targets {
+		if err := pinProcess(t.proc.pid(), agentCPU); err != nil {
+			return func() {}, err
+		}
+	}
+	if err := pinThread(clientCPU); err != nil {
+		return func() {}, err
+	}
+	rep.Notes = append(rep.Notes, fmt.Sprintf("placement %s: client on CPU %d, both agents on CPU %d", placeName(opts.Place), clientCPU, agentCPU))
+	return unpinThread, nil
+}
+
+// measureIdle records each agent's idle memory.
+func measureIdle(targets [2]*target, v values) error {
 	for i, t := range targets {
 		m, err := t.proc.memory()
 		if err != nil {
 			return err
 		}
-		values[i]["mem.idle_rss_kib"] = []float64{float64(m.RSS)}
-		values[i]["mem.idle_anon_kib"] = []float64{float64(m.RSSAnon)}
-		values[i]["mem.idle_file_kib"] = []float64{float64(m.RSSFile)}
+		v[i][keyIdleRSS] = []float64{float64(m.RSS)}
+		v[i][keyIdleAnon] = []float64{float64(m.RSSAnon)}
+		v[i][keyIdleFile] = []float64{float64(m.RSSFile)}
 	}
+	return nil
+}
 
-	c := workloadCounts(opts.Smoke)
-	sizeName := fmt.Sprintf("%d MiB", size>>20)
-	groups := [][]workload{{
-		latencyWorkload("ping_seq", c.pingSeq, c.pingSeq/10, agentOps.ping),
-		pipelineWorkload(c.pingPipe),
-		latencyWorkload("system_info", c.info, 5, agentOps.systemInfo),
-		latencyWorkload("network_info", c.info, 5, agentOps.networkInfo),
-		latencyWorkload("disk_usage", c.info, 5, agentOps.diskUsage),
-		latencyWorkload("exec", c.exec, 3, agentOps.execTrue),
-	}, {
-		fileWorkload("read", c.files, data, false),
-		fileWorkload("write", c.files, data, true),
-	}}
+// runWorkloads runs every workload (or those in opts.Only): warm-up, then
+// opts.Rounds rounds alternating between the agents. Before the file
+// workloads each agent's peak memory is reset, and after them it is
+// recorded.
+func runWorkloads(opts Options, rep *Report, targets [2]*target, groups [2][]workload, v values) error {
 	ranFiles := false
 	for gi, group := range groups {
-		if gi == 1 {
-			// The peak over the file workloads alone.
+		files := gi == 1
+		if files {
 			for _, t := range targets {
 				if err := t.proc.resetPeak(); err != nil {
 					rep.Notes = append(rep.Notes, err.Error()+"; the peak RSS figure covers the whole run")
@@ -331,48 +406,58 @@ func runAgents(ctx context.Context, opts Options, rep *Report, work, agentBin, q
 			if opts.Only != nil && !slices.Contains(opts.Only, w.name) {
 				continue
 			}
-			ranFiles = ranFiles || gi == 1
+			ranFiles = ranFiles || files
 			fmt.Fprintf(opts.Out, "bench: %s: %d rounds × %d operations per agent\n", w.name, opts.Rounds, w.ops)
-			for _, t := range targets {
-				for range w.warmup {
-					if _, _, err := w.run(t, 1); err != nil {
-						return fmt.Errorf("warm up %s: %w", w.name, err)
-					}
-				}
-			}
-			var cpu [2]cpuUse
-			for range opts.Rounds {
-				for i, t := range targets {
-					s, use, err := w.run(t, w.ops)
-					if err != nil {
-						return fmt.Errorf("workload %s: %w", w.name, err)
-					}
-					for k, v := range s {
-						values[i][k] = append(values[i][k], v)
-					}
-					cpu[i].cpu += use.cpu
-					cpu[i].ops += use.ops
-				}
-			}
-			for i := range targets {
-				perOp := micros(cpu[i].cpu) / float64(cpu[i].ops)
-				values[i][w.name+".cpu_us"] = []float64{perOp}
-				values[i][w.name+".cpu_ms"] = []float64{perOp / 1000}
+			if err := runRounds(w, opts.Rounds, targets, v); err != nil {
+				return err
 			}
 		}
 	}
+	if !ranFiles {
+		return nil
+	}
 	for i, t := range targets {
-		if !ranFiles {
-			break
-		}
 		m, err := t.proc.memory()
 		if err != nil {
 			return err
 		}
-		values[i]["mem.peak_files_kib"] = []float64{float64(m.HWM)}
+		v[i][keyPeakFiles] = []float64{float64(m.HWM)}
 	}
+	return nil
+}
 
-	// Executables on disk.
+// runRounds warms w up on both agents, then runs its rounds alternately.
+func runRounds(w workload, rounds int, targets [2]*target, v values) error {
+	for _, t := range targets {
+		for range w.warmup {
+			if _, _, err := w.run(t, 1); err != nil {
+				return fmt.Errorf("warm up %s: %w", w.name, err)
+			}
+		}
+	}
+	var cpu [2]cpuUse
+	for range rounds {
+		for i, t := range targets {
+			s, use, err := w.run(t, w.ops)
+			if err != nil {
+				return fmt.Errorf("workload %s: %w", w.name, err)
+			}
+			for k, x := range s {
+				v[i][k] = append(v[i][k], x)
+			}
+			cpu[i].cpu += use.cpu
+			cpu[i].ops += use.ops
+		}
+	}
+	for i := range targets {
+		v[i][w.cpuKey] = []float64{w.cpuPerOp(cpu[i])}
+	}
+	return nil
+}
+
+// measureExecutables records what each agent's executable weighs on disk
+// and in shared libraries.
+func measureExecutables(rep *Report, targets [2]*target, v values) error {
 	for i, t := range targets {
 		// What actually runs (the agent may have been given as a wrapper).
 		path, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", t.proc.pid()))
@@ -383,16 +468,12 @@ func runAgents(ctx context.Context, opts Options, rep *Report, work, agentBin, q
 		if err != nil {
 			return err
 		}
-		values[i]["bin.size_kib"] = []float64{float64(bi.SizeBytes) / 1024}
-		values[i]["bin.footprint_kib"] = []float64{float64(bi.Footprint) / 1024}
-		values[i]["bin.needed"] = []float64{float64(len(bi.Needed))}
-		values[i]["bin.loaded"] = []float64{float64(len(bi.Loaded))}
+		v[i][keyBinSize] = []float64{float64(bi.SizeBytes) / 1024}
+		v[i][keyBinFootprint] = []float64{float64(bi.Footprint) / 1024}
+		v[i][keyBinNeeded] = []float64{float64(len(bi.Needed))}
+		v[i][keyBinLoaded] = []float64{float64(len(bi.Loaded))}
 		rep.Binaries = append(rep.Binaries, bi)
 	}
-	if q, ok := targets[1].ops.(*qgaAgent); ok && q.execs > 0 {
-		rep.Notes = append(rep.Notes, fmt.Sprintf("qemu-ga exec: %.2f guest-exec-status polls per command on average", float64(q.polls)/float64(q.execs)))
-	}
-	rep.Figures = figures(values, sizeName)
 	return nil
 }
 

@@ -11,7 +11,7 @@ import (
 	"github.com/kvmmanager/guest-agent/agent/protocol"
 )
 
-func TestOursCodecRequest(t *testing.T) {
+func TestJSONRPCCodecRequest(t *testing.T) {
 	tests := []struct {
 		method string
 		params any
@@ -22,14 +22,14 @@ func TestOursCodecRequest(t *testing.T) {
 			`{"jsonrpc":"2.0","id":7,"method":"file_read","params":{"path":"/tmp/a","encoding":"base64"}}` + "\n"},
 	}
 	for _, tt := range tests {
-		got, err := oursCodec{}.appendRequest(nil, 7, tt.method, tt.params)
+		got, err := jsonrpcCodec{}.appendRequest(nil, 7, tt.method, tt.params)
 		if err != nil || string(got) != tt.want {
 			t.Errorf("appendRequest(%s) = %q, %v; want %q", tt.method, got, err, tt.want)
 		}
 	}
 }
 
-func TestOursCodecResponse(t *testing.T) {
+func TestJSONRPCCodecResponse(t *testing.T) {
 	tests := []struct {
 		name    string
 		line    string
@@ -47,7 +47,7 @@ func TestOursCodecResponse(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			var r protocol.PingResult
-			id, err := oursCodec{}.parseResponse([]byte(tt.line), &r)
+			id, err := jsonrpcCodec{}.parseResponse([]byte(tt.line), &r)
 			if id != tt.wantID {
 				t.Errorf("id = %d, want %d", id, tt.wantID)
 			}
@@ -145,9 +145,9 @@ func TestMedianPercentile(t *testing.T) {
 }
 
 func TestFiguresGoals(t *testing.T) {
-	values := [2]map[string][]float64{
-		{"ping_seq.rps": {30000, 31000, 29000, 30500, 30200}, "exec.p50_us": {2, 2, 2, 2, 2}, "mem.idle_rss_kib": {9000}},
-		{"ping_seq.rps": {10000, 10000, 10000, 10000, 10000}, "exec.p50_us": {3, 3, 3, 3, 3}, "mem.idle_rss_kib": {9000}},
+	values := values{
+		{keyPingSeqRPS: {30000, 31000, 29000, 30500, 30200}, keyExecP50: {2, 2, 2, 2, 2}, keyIdleRSS: {9000}},
+		{keyPingSeqRPS: {10000, 10000, 10000, 10000, 10000}, keyExecP50: {3, 3, 3, 3, 3}, keyIdleRSS: {9000}},
 	}
 	got := map[string]Figure{}
 	for _, f := range figures(values, "10 MiB") {

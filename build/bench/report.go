@@ -75,68 +75,6 @@ func (f Figure) Goal() string {
 	return fmt.Sprintf("≤ %.1f×", f.GoalRatio)
 }
 
-type figureDef struct {
-	key, label, unit string
-	better           Better
-	goal             float64
-}
-
-// figureDefs lists the side-by-side figures in report order with the
-// goals of the benchmark issue.
-func figureDefs(size string) []figureDef {
-	return []figureDef{
-		{"ping_seq.rps", "ping / guest-ping, sequential", "req/s", Higher, 2.0},
-		{"ping_seq.p50_us", "ping sequential p50", "µs", Lower, 0},
-		{"ping_seq.p99_us", "ping sequential p99", "µs", Lower, 0},
-		{"ping_pipe8.rps", "ping, 8 in flight on one connection", "req/s", Higher, 2.0},
-		{"system_info.p50_us", "get_system_info / guest-get-osinfo p50", "µs", Lower, 1.0},
-		{"network_info.p50_us", "get_network_info / guest-network-get-interfaces p50", "µs", Lower, 1.0},
-		{"disk_usage.p50_us", "get_disk_usage / guest-get-fsinfo p50", "µs", Lower, 1.0},
-		{"exec.p50_us", "exec /bin/true to its result p50", "µs", Lower, 0.5},
-		{"read.mibps", "read " + size + " (base64)", "MiB/s", Higher, 2.0},
-		{"write.mibps", "write " + size + " (base64)", "MiB/s", Higher, 4.0},
-		{"mem.idle_rss_kib", "idle RSS after start (VmRSS)", "KiB", Lower, 1.0},
-		{"mem.idle_anon_kib", "idle RSS, anonymous part (RssAnon)", "KiB", Lower, 0},
-		{"mem.idle_file_kib", "idle RSS, file-backed part (RssFile: executable, libraries)", "KiB", Lower, 0},
-		{"mem.peak_files_kib", "peak RSS over the file workloads (VmHWM)", "KiB", Lower, 0.5},
-		{"ping_seq.cpu_us", "agent CPU per ping, sequential", "µs", Lower, 0},
-		{"ping_pipe8.cpu_us", "agent CPU per ping, 8 in flight", "µs", Lower, 0},
-		{"system_info.cpu_us", "agent CPU per system info call", "µs", Lower, 0},
-		{"network_info.cpu_us", "agent CPU per network info call", "µs", Lower, 0},
-		{"disk_usage.cpu_us", "agent CPU per disk info call", "µs", Lower, 0},
-		{"exec.cpu_us", "agent CPU per exec (children excluded)", "µs", Lower, 0},
-		{"read.cpu_ms", "agent CPU per " + size + " read", "ms", Lower, 0},
-		{"write.cpu_ms", "agent CPU per " + size + " write", "ms", Lower, 0},
-		{"bin.size_kib", "executable size", "KiB", Lower, 0},
-		{"bin.footprint_kib", "executable + loaded shared libraries", "KiB", Lower, 0},
-		{"bin.needed", "shared libraries needed (DT_NEEDED)", "", Lower, 0},
-		{"bin.loaded", "shared libraries loaded (transitive, with ld.so)", "", Lower, 0},
-	}
-}
-
-// figures turns the per-round values of both agents into figures.
-func figures(values [2]map[string][]float64, size string) []Figure {
-	var out []Figure
-	for _, d := range figureDefs(size) {
-		f := Figure{Key: d.key, Label: d.label, Unit: d.unit, Better: d.better, GoalRatio: d.goal,
-			OursRounds: values[0][d.key], QemuGARounds: values[1][d.key]}
-		if f.OursRounds == nil || f.QemuGARounds == nil {
-			continue
-		}
-		f.Ours, f.QemuGA = median(f.OursRounds), median(f.QemuGARounds)
-		f.Ratio = ratio(f.Ours, f.QemuGA)
-		if d.goal != 0 {
-			met := float64(f.Ratio) >= d.goal
-			if d.better == Lower {
-				met = float64(f.Ratio) <= d.goal
-			}
-			f.Met = &met
-		}
-		out = append(out, f)
-	}
-	return out
-}
-
 // Ratio is ours/qemu-ga; it is encoded as null when not finite.
 type Ratio float64
 

@@ -27,8 +27,8 @@ type target struct {
 	readPath, writePath string
 }
 
-// sample is one round's values of a workload, keyed by figure key.
-type sample map[string]float64
+// sample is one round's values of a workload.
+type sample map[figureKey]float64
 
 // cpuUse is the agent CPU time a round used over its operations. Ticks of
 // /proc/PID/stat are 10 ms, so CPU per operation is computed from the sums
@@ -40,10 +40,23 @@ type cpuUse struct {
 
 // workload is one equivalent pair of operations.
 type workload struct {
-	name   string
-	ops    int // operations per round
-	warmup int // unmeasured operations before the first round
-	run    func(t *target, n int) (sample, cpuUse, error)
+	name    string
+	ops     int       // operations per round
+	warmup  int       // unmeasured operations before the first round
+	cpuKey  figureKey // agent CPU per operation, over all rounds
+	cpuUnit time.Duration
+	run     func(t *target, n int) (sample, cpuUse, error)
+}
+
+// cpuPerOp is the agent CPU per operation of use in the workload's unit.
+func (w workload) cpuPerOp(use cpuUse) float64 {
+	return float64(use.cpu) / float64(w.cpuUnit) / float64(use.ops)
+}
+
+// latencyKeys are the figures a request/response workload produces; an
+// empty key is not reported.
+type latencyKeys struct {
+	p50, p99, rps, cpu figureKey
 }
 
 // pipelineWindow is the number of requests kept in flight by the
@@ -76,39 +89,42 @@ func measure(t *target, n int, op func() error) (lat []time.Duration, wall, cpu 
 
 // latencyWorkload measures a request/response call: p50, p99, requests
 // per second and agent CPU per call.
-func latencyWorkload(name string, ops, warmup int, op func(agentOps) error) workload {
-	return workload{name: name, ops: ops, warmup: warmup, run: func(t *target, n int) (sample, cpuUse, error) {
+func latencyWorkload(name string, keys latencyKeys, ops, warmup int, op func(agentOps) error) workload {
+	return workload{name: name, ops: ops, warmup: warmup, cpuKey: keys.cpu, cpuUnit: time.Microsecond, run: func(t *target, n int) (sample, cpuUse, error) {
 		lat, wall, cpu, err := measure(t, n, func() error { return op(t.ops) })
 		if err != nil {
 			return nil, cpuUse{}, err
 		}
-		return sample{
-			name + ".p50_us": micros(percentile(lat, 50)),
-			name + ".p99_us": micros(percentile(lat, 99)),
-			name + ".rps":    float64(n) / wall.Seconds(),
-		}, cpuUse{cpu, n}, nil
+		s := sample{}
+		for k, v := range map[figureKey]float64{
+			keys.p50: micros(percentile(lat, 50)),
+			keys.p99: micros(percentile(lat, 99)),
+			keys.rps: float64(n) / wall.Seconds(),
+		} {
+			if k != "" {
+				s[k] = v
+			}
+		}
+		return s, cpuUse{cpu, n}, nil
 	}}
 }
 
 // pipelineWorkload measures pings with pipelineWindow requests in flight
 // on one connection.
 func pipelineWorkload(ops int) workload {
-	const name = "ping_pipe8"
-	return workload{name: name, ops: ops, warmup: ops / 10, run: func(t *target, n int) (sample, cpuUse, error) {
+	return workload{name: "ping_pipe8", ops: ops, warmup: ops / 10, cpuKey: keyPingPipeCPU, cpuUnit: time.Microsecond, run: func(t *target, n int) (sample, cpuUse, error) {
 		_, wall, cpu, err := measure(t, 1, func() error { return t.ops.pingPipeline(n, pipelineWindow) })
 		if err != nil {
 			return nil, cpuUse{}, err
 		}
-		return sample{
-			name + ".rps": float64(n) / wall.Seconds(),
-		}, cpuUse{cpu, n}, nil
+		return sample{keyPingPipeRPS: float64(n) / wall.Seconds()}, cpuUse{cpu, n}, nil
 	}}
 }
 
 // fileWorkload measures reading or writing a file of size bytes: MiB/s
-// and agent CPU per transfer, checking the content after the timed part.
-func fileWorkload(name string, ops int, data []byte, write bool) workload {
-	return workload{name: name, ops: ops, warmup: 1, run: func(t *target, n int) (sample, cpuUse, error) {
+// and agent CPU (ms) per transfer, checking the content after the timed part.
+func fileWorkload(name string, mibps, cpuKey figureKey, ops int, data []byte, write bool) workload {
+	return workload{name: name, ops: ops, warmup: 1, cpuKey: cpuKey, cpuUnit: time.Millisecond, run: func(t *target, n int) (sample, cpuUse, error) {
 		var got []byte
 		op := func() error {
 			var err error
@@ -118,7 +134,7 @@ func fileWorkload(name string, ops int, data []byte, write bool) workload {
 		if write {
 			op = func() error { return t.ops.writeFile(t.writePath, data) }
 		}
-		lat, wall, cpu, err := measure(t, n, op)
+		_, wall, cpu, err := measure(t, n, op)
 		if err != nil {
 			return nil, cpuUse{}, err
 		}
@@ -132,9 +148,6 @@ func fileWorkload(name string, ops int, data []byte, write bool) workload {
 			return nil, cpuUse{}, fmt.Errorf("%s %s: %w", t.name, name, err)
 		}
 		mib := float64(len(data)) / (1 << 20)
-		return sample{
-			name + ".mibps":  mib * float64(n) / wall.Seconds(),
-			name + ".p50_ms": micros(percentile(lat, 50)) / 1000,
-		}, cpuUse{cpu, n}, nil
+		return sample{mibps: mib * float64(n) / wall.Seconds()}, cpuUse{cpu, n}, nil
 	}}
 }

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/kvmmanager/guest-agent/build/testenv"
 	"github.com/kvmmanager/guest-agent/build/version"
 )
 
@@ -19,7 +20,7 @@ import (
 func fixtureRoot(t *testing.T, withAgent bool) string {
 	t.Helper()
 	root := t.TempDir()
-	src, err := os.ReadFile(filepath.Join("..", "..", "agent", "version", "version.go"))
+	src, err := os.ReadFile(testenv.RepoPath(t, "agent/version/version.go"))
 	if err != nil {
 		t.Fatal(err)
 	}

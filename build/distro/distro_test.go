@@ -1,3 +1,5 @@
+//go:build vmtest
+
 package distro_test
 
 import (
@@ -55,10 +57,7 @@ func TestDistro(t *testing.T) {
 // setup builds the ISOs and the images (concurrently; the images come from
 // the cache when they are there).
 func setup(t *testing.T) *env {
-	root, err := filepath.Abs("../..")
-	if err != nil {
-		t.Fatal(err)
-	}
+	root := testenv.RepoRoot(t)
 	cache, err := distro.CacheDir()
 	if err != nil {
 		t.Fatal(err)

@@ -1,3 +1,5 @@
+//go:build vmtest
+
 package distro_test
 
 import (

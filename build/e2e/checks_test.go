@@ -1,3 +1,5 @@
+//go:build vmtest
+
 package e2e
 
 import (
@@ -83,7 +85,7 @@ func checkAgentInfo(ctx context.Context, t *testing.T, m *machine) {
 	}
 	for _, meth := range protocol.Methods {
 		if !caps[meth] {
-			t.Errorf("capabilities %v lack %s (the seed config disables nothing)", info.Capabilities, meth)
+			t.Errorf("capabilities %v lack %s (the shipped config disables nothing)", info.Capabilities, meth)
 		}
 	}
 }
@@ -270,7 +272,7 @@ func checkFiles(ctx context.Context, t *testing.T, m *machine) {
 }
 
 func checkRefusedPaths(ctx context.Context, t *testing.T, m *machine) {
-	// Each of these exists in the guest; the seed config allows none of them.
+	// Each of these exists in the guest; the shipped config allows none of them.
 	_, err := m.client.ReadFile(ctx, "/media/cdrom/config.json", "")
 	wantCode(t, "read /media/cdrom/config.json (outside allowed_read_paths)", err, protocol.CodePermissionDenied)
 	_, err = m.client.ReadFile(ctx, "/tmp/../etc/inittab", "")

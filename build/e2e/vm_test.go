@@ -1,3 +1,5 @@
+//go:build vmtest
+
 package e2e
 
 import (
@@ -61,10 +63,7 @@ func TestVM(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 12*time.Minute)
 	defer cancel()
 
-	root, err := filepath.Abs("../..")
-	if err != nil {
-		t.Fatal(err)
-	}
+	root := testenv.RepoRoot(t)
 	opts := pipeline.Options{Root: root, Out: testWriter{t}}
 	info, err := pipeline.Info(opts)
 	if err != nil {

@@ -106,6 +106,7 @@ exit 0
 				t.Fatalf("busybox sh install-alpine.sh --dry-run: %v\n%s", err, out)
 			}
 			wantContains(t, string(out), c.want...)
+			wantDryRunEnd(t, string(out))
 			if !strings.Contains(string(out), "org.kvmmanager.agent.0") {
 				t.Errorf("no port report:\n%s", out)
 			}

@@ -1,3 +1,5 @@
+//go:build vmtest
+
 package installtest
 
 import (
@@ -111,15 +113,6 @@ func must(t *testing.T, root, disc, script string) string {
 	}
 	t.Logf("$ %s\n%s", script, out)
 	return out
-}
-
-func wantContains(t *testing.T, out string, subs ...string) {
-	t.Helper()
-	for _, s := range subs {
-		if !strings.Contains(out, s) {
-			t.Errorf("output lacks %q:\n%s", s, out)
-		}
-	}
 }
 
 func wantPaths(t *testing.T, root string, exist bool, paths ...string) {
@@ -374,6 +367,8 @@ func TestChrootDetection(t *testing.T) {
 			[]string{"Using install-alpine.sh", "apk not found", "would install"}},
 		{"aarch64 picks arm64", fakeUname("aarch64"), "bash /media/cdrom/install-debian.sh --dry-run", "", false,
 			[]string{"/media/cdrom/packages/arm64/kvmmanager-agent.deb"}},
+		{"uninstall dry-run", "true", "sh /media/cdrom/uninstall.sh --dry-run", "", false,
+			[]string{"kvmmanager-agent is not installed; nothing to do."}},
 		{"riscv64 is refused", fakeUname("riscv64"), "sh /media/cdrom/install.sh", "", true,
 			[]string{"unsupported architecture riscv64"}},
 		{"riscv64 is refused by install-debian.sh", fakeUname("riscv64"), "bash /media/cdrom/install-debian.sh --dry-run", "", true,
@@ -393,6 +388,9 @@ func TestChrootDetection(t *testing.T) {
 				t.Fatalf("%s: err=%v, want failure=%v\n%s", c.cmd, err, c.fail, out)
 			}
 			wantContains(t, out, c.want...)
+			if !c.fail && strings.Contains(c.cmd, "--dry-run") {
+				wantDryRunEnd(t, out)
+			}
 			sameSnapshot(t, before, snapshot(t, root, installedPaths...))
 		})
 	}

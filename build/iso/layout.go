@@ -100,28 +100,13 @@ func readme(version string, arches []string, pkgs []Package) string {
 This disc installs kvmmanager-agent in a Linux VM. The agent answers the KVM
 Manager host over the virtio-serial port org.kvmmanager.agent.0.
 
-Install (as root, from any directory; the disc is usually at /media/cdrom or
-/mnt after "mount /dev/sr0 /mnt"):
-
-    bash /media/cdrom/install.sh           detects the distribution
-    bash /media/cdrom/install-debian.sh    Debian, Ubuntu (.deb)
-    bash /media/cdrom/install-rhel.sh      RHEL, Fedora, Rocky, Alma (.rpm)
-    sh   /media/cdrom/install-alpine.sh    Alpine (.apk, OpenRC)
-    bash /media/cdrom/uninstall.sh         remove (--purge also removes the config)
-
-Then check it with "systemctl status kvmmanager-agent" (or
-"rc-service kvmmanager-agent status" on Alpine). The VM needs the channel in
-its libvirt definition:
-
-    <channel type='unix'>
-      <target type='virtio' name='org.kvmmanager.agent.0'/>
-    </channel>
+` + installText() + `
 
 Contents:
     readme.txt, sha256sums.txt         this file; checksums ("sha256sum -c sha256sums.txt")
     install*.sh, uninstall.sh          installers
     install-common.sh                  their shared helpers (sourced, not run)
-    config.json                        seed configuration (/etc/kvmmanager-agent/config.json)
+    config.json                        default configuration (/etc/kvmmanager-agent/config.json)
     kvmmanager-agent.service           systemd unit
     60-kvmmanager-agent.rules          udev rule starting the unit when the port appears
     kvmmanager-agent.initd, .confd     OpenRC service and its options

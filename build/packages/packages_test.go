@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kvmmanager/guest-agent/build/testenv"
 	"github.com/kvmmanager/guest-agent/build/version"
 )
 
@@ -24,12 +25,13 @@ var testInfo = version.Info{Version: "0.0.0-dev+abc1234", Commit: "abc1234", Sou
 func testRoot(t *testing.T) (root string, bins map[string]string) {
 	t.Helper()
 	root = t.TempDir()
-	src := filepath.Join("..", "..", "packaging")
+	repo := testenv.RepoRoot(t)
+	src := filepath.Join(repo, "packaging")
 	err := filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}
-		rel, _ := filepath.Rel(filepath.Join("..", ".."), p)
+		rel, _ := filepath.Rel(repo, p)
 		dst := filepath.Join(root, rel)
 		if d.IsDir() {
 			return os.MkdirAll(dst, 0o755)

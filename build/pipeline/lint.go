@@ -17,9 +17,10 @@ import (
 // checks with shellcheck.
 var ShellDirs = []string{"installers", "packaging/scripts", "packaging/openrc", ".ci"}
 
-// ActionlintModule is the actionlint that checks .github/workflows, run with
-// `go run` so that it needs nothing installed and adds nothing to go.mod.
-const ActionlintModule = "github.com/rhysd/actionlint/cmd/actionlint@v1.7.12"
+// ActionlintTool is the actionlint that checks .github/workflows: a tool
+// dependency in go.mod (like mage), run with `go tool`, so it needs nothing
+// installed and no network once the module cache is warm.
+const ActionlintTool = "actionlint"
 
 // Script is a shell script and the dialect shellcheck checks it as.
 type Script struct {
@@ -112,8 +113,8 @@ func Shellcheck(ctx context.Context, root string, out io.Writer) error {
 // Actionlint checks .github/workflows with actionlint (which also runs
 // shellcheck on run: blocks when shellcheck is on PATH).
 func Actionlint(ctx context.Context, root string, out io.Writer) error {
-	fmt.Fprintf(out, "go run %s\n", ActionlintModule)
-	cmd := exec.CommandContext(ctx, "go", "run", ActionlintModule)
+	fmt.Fprintf(out, "go tool %s\n", ActionlintTool)
+	cmd := exec.CommandContext(ctx, "go", "tool", ActionlintTool)
 	cmd.Dir = root
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Run(); err != nil {

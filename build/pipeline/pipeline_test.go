@@ -17,9 +17,10 @@ import (
 
 	"github.com/kvmmanager/guest-agent/build/binaries"
 	"github.com/kvmmanager/guest-agent/build/iso"
+	"github.com/kvmmanager/guest-agent/build/testenv"
 )
 
-var repoRoot, _ = filepath.Abs(filepath.Join("..", ".."))
+var repoRoot = testenv.MustRoot()
 
 func buildISO(t *testing.T, dist, version string) (string, string) {
 	t.Helper()

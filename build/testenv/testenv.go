@@ -5,9 +5,11 @@
 package testenv
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"testing"
 )
 
@@ -58,4 +60,52 @@ func NeedRoot(t testing.TB) {
 	if os.Geteuid() != 0 {
 		Unavailable(t, "test needs root (euid %d)", os.Geteuid())
 	}
+}
+
+// Root returns the repository root: the nearest directory at or above the
+// working directory (a test's package directory under `go test`) that holds
+// go.mod. It is the one way tests find the root; TestMain functions, which
+// have no testing.TB, use it directly.
+func Root() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", fmt.Errorf("find repository root: %w", err)
+	}
+	for d := dir; ; d = filepath.Dir(d) {
+		if _, err := os.Stat(filepath.Join(d, "go.mod")); err == nil {
+			return d, nil
+		} else if !errors.Is(err, os.ErrNotExist) {
+			return "", fmt.Errorf("find repository root: %w", err)
+		}
+		if filepath.Dir(d) == d {
+			return "", fmt.Errorf("find repository root: no go.mod at or above %s", dir)
+		}
+	}
+}
+
+// MustRoot is Root for package-level variables of tests: it panics when
+// the root cannot be found.
+func MustRoot() string {
+	root, err := Root()
+	if err != nil {
+		panic(err)
+	}
+	return root
+}
+
+// RepoRoot returns the repository root (see Root) or fails t.
+func RepoRoot(t testing.TB) string {
+	t.Helper()
+	root, err := Root()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return root
+}
+
+// RepoPath returns the absolute path of a slash-separated path relative to
+// the repository root, or fails t.
+func RepoPath(t testing.TB, rel string) string {
+	t.Helper()
+	return filepath.Join(RepoRoot(t), filepath.FromSlash(rel))
 }

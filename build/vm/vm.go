@@ -18,6 +18,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -27,8 +28,18 @@ import (
 )
 
 // AccelEnv is the environment variable that overrides the default
-// accelerator ("tcg") when Config.Accel is empty.
+// accelerator ("tcg") when Config.Accel is empty; see envAccel.
 const AccelEnv = "KVMMANAGER_QEMU_ACCEL"
+
+// envAccel is the accelerator for a guest of arch when $KVMMANAGER_QEMU_ACCEL
+// is env: KVM only runs guests of the host's own architecture, so "kvm"
+// means TCG for the others (CI sets "kvm" when the runner has /dev/kvm).
+func envAccel(env, arch string) string {
+	if env == "" || (env == "kvm" && arch != runtime.GOARCH) {
+		return "tcg"
+	}
+	return env
+}
 
 // DefaultTimeout is the watchdog timeout used when Config.Timeout is zero.
 const DefaultTimeout = 5 * time.Minute
@@ -131,10 +142,7 @@ func Start(ctx context.Context, cfg Config) (*Machine, error) {
 		cfg.CPUs = 1
 	}
 	if cfg.Accel == "" {
-		cfg.Accel = os.Getenv(AccelEnv)
-	}
-	if cfg.Accel == "" {
-		cfg.Accel = "tcg"
+		cfg.Accel = envAccel(os.Getenv(AccelEnv), cfg.Arch)
 	}
 	if len(cfg.AgentSocket) >= 108 {
 		return nil, fmt.Errorf("vm: agent socket path %s is %d bytes, too long for a unix socket", cfg.AgentSocket, len(cfg.AgentSocket))

@@ -64,6 +64,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "kvmmanager-agent: unexpected argument %q\n", flags.Arg(0))
 		return exitUsage
 	}
+	// Checked before --check-config answers, so that it checks the flags
+	// (OpenRC keeps them in conf.d) as well as the file.
+	if *logLevel != "" && !validLevel(*logLevel) {
+		fmt.Fprintf(stderr, "kvmmanager-agent: --log-level: log level %q: want debug, info, warn or error\n", *logLevel)
+		return exitUsage
+	}
 	if *showVersion {
 		fmt.Fprintf(stdout, "kvmmanager-agent %s (commit %s, protocol %s)\n", version.Version, version.Commit, protocol.Version)
 		return exitOK

@@ -7,22 +7,18 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/kvmmanager/guest-agent/build/testenv"
 )
 
 // seedConfig is the shipped config; the agent's tests load this file.
-var seedConfig = filepath.Join(repoRoot(), "packaging", "config.json")
-
-func repoRoot() string {
-	_, file, _, _ := runtime.Caller(0)
-	return filepath.Join(filepath.Dir(file), "..", "..", "..")
-}
+var seedConfig = filepath.Join(testenv.MustRoot(), "packaging", "config.json")
 
 func TestRunExits(t *testing.T) {
 	dir := t.TempDir()
@@ -49,6 +45,8 @@ func TestRunExits(t *testing.T) {
 		{"wrong type", []string{"--config", badType}, 2, "",
 			[]string{badType + ":1:2", `"max_file_size_bytes"`}},
 		{"bad log level", []string{"--config", seedConfig, "--log-level", "loud"}, 2, "", []string{`log level "loud"`}},
+		{"check config with a bad log level", []string{"--check-config", "--config", seedConfig, "--log-level", "verbose"}, 2, "",
+			[]string{`--log-level: log level "verbose"`}},
 		{"bad listen", []string{"--config", seedConfig, "--listen", "/tmp/x.sock"}, 2, "", []string{"want unix:PATH"}},
 		{"bad qga-listen", []string{"--config", seedConfig, "--qga-listen", "unix:"}, 2, "", []string{"--qga-listen", "want unix:PATH"}},
 		{"qga-listen on a regular file", []string{"--config", seedConfig, "--qga-listen", "unix:" + regular}, 1, "",

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/spf13/pflag"
@@ -85,63 +86,31 @@ func skew(d time.Duration) string {
 	return fmt.Sprintf("%s behind", -s)
 }
 
-func setupInfo(a *app, _ *pflag.FlagSet) action {
-	return func(ctx context.Context, _ []string) error {
-		return a.call(ctx, 0, func(ctx context.Context, c *client.Client) error {
-			r, err := c.AgentInfo(ctx)
-			if err != nil {
-				return err
-			}
-			if a.json {
-				return a.printJSON(r)
-			}
-			return writeAgentInfo(a.stdout, r)
-		})
-	}
-}
+// The commands that ask one question without parameters and print the
+// answer as a table, or as the agent's JSON with --json.
+var (
+	setupInfo    = setupQuery((*client.Client).AgentInfo, writeAgentInfo)
+	setupSystem  = setupQuery((*client.Client).SystemInfo, writeSystemInfo)
+	setupNetwork = setupQuery((*client.Client).NetworkInfo, writeNetworkInfo)
+	setupDisks   = setupQuery((*client.Client).DiskUsage, writeDiskUsage)
+)
 
-func setupSystem(a *app, _ *pflag.FlagSet) action {
-	return func(ctx context.Context, _ []string) error {
-		return a.call(ctx, 0, func(ctx context.Context, c *client.Client) error {
-			r, err := c.SystemInfo(ctx)
-			if err != nil {
-				return err
-			}
-			if a.json {
-				return a.printJSON(r)
-			}
-			return writeSystemInfo(a.stdout, r)
-		})
-	}
-}
-
-func setupNetwork(a *app, _ *pflag.FlagSet) action {
-	return func(ctx context.Context, _ []string) error {
-		return a.call(ctx, 0, func(ctx context.Context, c *client.Client) error {
-			r, err := c.NetworkInfo(ctx)
-			if err != nil {
-				return err
-			}
-			if a.json {
-				return a.printJSON(r)
-			}
-			return writeNetworkInfo(a.stdout, r)
-		})
-	}
-}
-
-func setupDisks(a *app, _ *pflag.FlagSet) action {
-	return func(ctx context.Context, _ []string) error {
-		return a.call(ctx, 0, func(ctx context.Context, c *client.Client) error {
-			r, err := c.DiskUsage(ctx)
-			if err != nil {
-				return err
-			}
-			if a.json {
-				return a.printJSON(r)
-			}
-			return writeDiskUsage(a.stdout, r)
-		})
+// setupQuery makes the setup of a command that calls get and prints its
+// result with write (or as JSON with --json).
+func setupQuery[R any](get func(*client.Client, context.Context) (R, error), write func(io.Writer, R) error) func(*app, *pflag.FlagSet) action {
+	return func(a *app, _ *pflag.FlagSet) action {
+		return func(ctx context.Context, _ []string) error {
+			return a.call(ctx, 0, func(ctx context.Context, c *client.Client) error {
+				r, err := get(c, ctx)
+				if err != nil {
+					return err
+				}
+				if a.json {
+					return a.printJSON(r)
+				}
+				return write(a.stdout, r)
+			})
+		}
 	}
 }
 
@@ -255,7 +224,7 @@ func setupWrite(a *app, fs *pflag.FlagSet) action {
 				Permissions: *mode,
 			})
 			if err != nil {
-				return err
+				return cliCreateDirs(err)
 			}
 			if a.json {
 				return a.printJSON(r)
@@ -264,6 +233,18 @@ func setupWrite(a *app, fs *pflag.FlagSet) action {
 			return nil
 		})
 	}
+}
+
+// cliCreateDirs rewrites the agent's advice to set the create_dirs
+// parameter into this command's flag, --create-dirs.
+func cliCreateDirs(err error) error {
+	var perr *protocol.Error
+	if !errors.As(err, &perr) || !strings.Contains(perr.Message, "create_dirs") {
+		return err
+	}
+	e := *perr
+	e.Message = strings.ReplaceAll(strings.ReplaceAll(e.Message, "set create_dirs", "add --create-dirs"), " create_dirs", " --create-dirs")
+	return &e
 }
 
 func setupPower(method string) func(a *app, fs *pflag.FlagSet) action {

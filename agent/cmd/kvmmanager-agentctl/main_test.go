@@ -83,6 +83,9 @@ func (f *fakeAgent) handle(_ context.Context, method string, params json.RawMess
 		if err := json.Unmarshal(params, &p); err != nil {
 			return nil, err
 		}
+		if p.Path == "/tmp/missing/f" && !p.CreateDirs {
+			return nil, protocol.Errorf(protocol.CodeNotFound, "write /tmp/missing/f: the directory does not exist (set create_dirs to create it)")
+		}
 		b, err := base64.StdEncoding.DecodeString(p.Content)
 		if err != nil {
 			return nil, protocol.Errorf(protocol.CodeInvalidParams, "bad base64")
@@ -173,6 +176,8 @@ func TestCommands(t *testing.T) {
 		{name: "write --create-dirs", args: []string{"-s", sock, "write", "--create-dirs", "/tmp/a/b"}, stdin: "",
 			stdout: []string{"wrote 0 bytes to /tmp/a/b"}, wantMethod: "file_write",
 			wantParams: `{"path":"/tmp/a/b","content":"","encoding":"base64","create_dirs":true}`},
+		{name: "write into a missing directory names the flag", args: []string{"-s", sock, "write", "/tmp/missing/f"}, stdin: "x", code: 1,
+			stderr: []string{"agent error -32002 (not found): write /tmp/missing/f: the directory does not exist (add --create-dirs to create it)"}},
 		{name: "shutdown --force", args: []string{"-s", sock, "shutdown", "--force"}, stdout: []string{"shutdown initiated: asked systemd to shutdown"},
 			wantMethod: "shutdown", wantParams: `{"force":true}`},
 		{name: "reboot --grace", args: []string{"-s", sock, "reboot", "--grace", "5"}, stdout: []string{"reboot initiated"},

@@ -8,10 +8,11 @@ import (
 	"github.com/kvmmanager/guest-agent/agent/protocol"
 )
 
-// oursCodec speaks protocol 1.0: JSON-RPC 2.0, one message per line.
-type oursCodec struct{}
+// jsonrpcCodec speaks kvmmanager-agent's protocol 1.0: JSON-RPC 2.0, one
+// message per line.
+type jsonrpcCodec struct{}
 
-func (oursCodec) appendRequest(dst []byte, id uint64, method string, params any) ([]byte, error) {
+func (jsonrpcCodec) appendRequest(dst []byte, id uint64, method string, params any) ([]byte, error) {
 	dst = append(dst, `{"jsonrpc":"2.0","id":`...)
 	dst = strconv.AppendUint(dst, id, 10)
 	dst = append(dst, `,"method":`...)
@@ -26,15 +27,15 @@ func (oursCodec) appendRequest(dst []byte, id uint64, method string, params any)
 	return append(dst, "}\n"...), nil
 }
 
-type oursResponse struct {
+type jsonrpcResponse struct {
 	JSONRPC string          `json:"jsonrpc"`
 	Result  json.RawMessage `json:"result"`
 	Error   *protocol.Error `json:"error"`
 	ID      json.RawMessage `json:"id"`
 }
 
-func (oursCodec) parseResponse(line []byte, result any) (uint64, error) {
-	var r oursResponse
+func (jsonrpcCodec) parseResponse(line []byte, result any) (uint64, error) {
+	var r jsonrpcResponse
 	if err := json.Unmarshal(line, &r); err != nil {
 		return 0, fmt.Errorf("decode reply %.80q: %w", line, err)
 	}
@@ -59,13 +60,13 @@ func (oursCodec) parseResponse(line []byte, result any) (uint64, error) {
 	return id, nil
 }
 
-func (c oursCodec) appendSync(dst []byte, token uint64) []byte {
+func (c jsonrpcCodec) appendSync(dst []byte, token uint64) []byte {
 	dst = append(dst, protocol.ResyncByte)
 	dst, _ = c.appendRequest(dst, 0, protocol.MethodSync, protocol.SyncParams{ID: int64(token)})
 	return dst
 }
 
-func (c oursCodec) parseSync(line []byte, token uint64) error {
+func (c jsonrpcCodec) parseSync(line []byte, token uint64) error {
 	var got uint64
 	if _, err := c.parseResponse(line, &got); err != nil {
 		return err
@@ -76,10 +77,10 @@ func (c oursCodec) parseSync(line []byte, token uint64) error {
 	return nil
 }
 
-// oursAgent runs the workloads against kvmmanager-agent.
-type oursAgent struct{ c *conn }
+// kvmAgent runs the workloads against kvmmanager-agent (protocol 1.0).
+type kvmAgent struct{ c *conn }
 
-func (a oursAgent) ping() error {
+func (a kvmAgent) ping() error {
 	var r protocol.PingResult
 	if err := a.c.call(protocol.MethodPing, nil, &r); err != nil {
 		return err
@@ -90,11 +91,11 @@ func (a oursAgent) ping() error {
 	return nil
 }
 
-func (a oursAgent) pingPipeline(n, window int) error {
+func (a kvmAgent) pingPipeline(n, window int) error {
 	return a.c.pipeline(n, window, protocol.MethodPing)
 }
 
-func (a oursAgent) systemInfo() error {
+func (a kvmAgent) systemInfo() error {
 	var r protocol.SystemInfo
 	if err := a.c.call(protocol.MethodGetSystemInfo, nil, &r); err != nil {
 		return err
@@ -105,7 +106,7 @@ func (a oursAgent) systemInfo() error {
 	return nil
 }
 
-func (a oursAgent) networkInfo() error {
+func (a kvmAgent) networkInfo() error {
 	var r protocol.NetworkInfo
 	if err := a.c.call(protocol.MethodGetNetworkInfo, nil, &r); err != nil {
 		return err
@@ -116,7 +117,7 @@ func (a oursAgent) networkInfo() error {
 	return nil
 }
 
-func (a oursAgent) diskUsage() error {
+func (a kvmAgent) diskUsage() error {
 	var r protocol.DiskUsage
 	if err := a.c.call(protocol.MethodGetDiskUsage, nil, &r); err != nil {
 		return err
@@ -127,7 +128,7 @@ func (a oursAgent) diskUsage() error {
 	return nil
 }
 
-func (a oursAgent) execTrue() error {
+func (a kvmAgent) execTrue() error {
 	var r protocol.ExecResult
 	if err := a.c.call(protocol.MethodExecCommand, protocol.ExecParams{Command: "/bin/true"}, &r); err != nil {
 		return err
@@ -138,7 +139,7 @@ func (a oursAgent) execTrue() error {
 	return nil
 }
 
-func (a oursAgent) readFile(path string) ([]byte, error) {
+func (a kvmAgent) readFile(path string) ([]byte, error) {
 	var r protocol.FileReadResult
 	data, err := a.c.callBig(protocol.MethodFileRead, protocol.FileReadParams{Path: path, Encoding: protocol.EncodingBase64}, "content", &r, nil)
 	if err != nil {
@@ -153,7 +154,7 @@ func (a oursAgent) readFile(path string) ([]byte, error) {
 	return data, nil
 }
 
-func (a oursAgent) writeFile(path string, data []byte) error {
+func (a kvmAgent) writeFile(path string, data []byte) error {
 	var r protocol.FileWriteResult
 	params := rawParams(func(dst []byte) []byte {
 		dst = append(dst, `{"path":`...)
