@@ -33,6 +33,7 @@ import (
 	"github.com/kvmmanager/guest-agent/agent/config"
 	"github.com/kvmmanager/guest-agent/agent/methods"
 	"github.com/kvmmanager/guest-agent/agent/qga/qapi"
+	"github.com/kvmmanager/guest-agent/agent/server"
 )
 
 // Options configure a Dialect. Zero values mean the defaults.
@@ -46,6 +47,10 @@ type Options struct {
 	// HostRoot prefixes the files the information commands read, as
 	// methods.Options.HostRoot; "" means "/".
 	HostRoot string
+	// Budget bounds the memory the dialect's requests and replies in
+	// flight hold (config max_memory_bytes), shared with the JSON-RPC
+	// server; nil is unbounded.
+	Budget *server.Budget
 }
 
 // Dialect answers QGA commands with a methods.Service. It is safe for
@@ -203,18 +208,30 @@ func (d *Dialect) ServeConn(ctx context.Context, rw io.ReadWriter) error {
 	var werr error
 	for it := range items {
 		if ctx.Err() != nil {
+			d.opts.Budget.Free(it.charged)
 			break
 		}
-		reply := d.handle(hctx, it)
-		if reply == nil {
-			continue
+		// The command's memory: its request, what its handler reserves,
+		// its reply; given back once the reply is written.
+		hold := d.opts.Budget.Adopt(it.charged)
+		reply := d.handle(server.WithHold(hctx, hold), it)
+		if reply != nil {
+			if _, err := rw.Write(reply); err != nil {
+				werr = fmt.Errorf("write reply: %w", err)
+			}
 		}
-		if _, err := rw.Write(reply); err != nil {
-			werr = fmt.Errorf("write reply: %w", err)
+		hold.Release()
+		if werr != nil {
 			break
 		}
 	}
 	close(stop)
+	// Requests queued but not run give their memory back.
+	go func() {
+		for it := range items {
+			d.opts.Budget.Free(it.charged)
+		}
+	}()
 	if werr != nil || ctx.Err() != nil {
 		interrupt()
 		if _, ok := rw.(readDeadliner); !ok {
@@ -239,7 +256,8 @@ func (d *Dialect) ServeConn(ctx context.Context, rw io.ReadWriter) error {
 
 // readLoop feeds what rw yields to a stream and queues its items.
 func (d *Dialect) readLoop(rw io.Reader, items chan<- item, stop <-chan struct{}) error {
-	st := &stream{max: d.opts.MaxObject}
+	st := &stream{max: d.opts.MaxObject, budget: d.opts.Budget, stop: stop}
+	defer st.drop()
 	buf := make([]byte, 64<<10)
 	stopped := false
 	emit := func(it item) {
@@ -321,6 +339,13 @@ func (d *Dialect) handle(ctx context.Context, it item) []byte {
 		return encodeError(errDisabled(name), id)
 	}
 	d.log.Debug("qga command", "command", name)
+	if len(args) > 64<<10 {
+		// Decoding copies big arguments (a guest-file-write's base64
+		// string, then its bytes).
+		if err := server.Reserve(ctx, 2*int64(len(args))); err != nil {
+			return encodeError(asError(err), id)
+		}
+	}
 	result, err := d.call(ctx, c, args)
 	if err != nil {
 		qe := asError(err)

@@ -9,6 +9,7 @@ import (
 	"github.com/kvmmanager/guest-agent/agent/methods"
 	"github.com/kvmmanager/guest-agent/agent/protocol"
 	"github.com/kvmmanager/guest-agent/agent/qga/qapi"
+	"github.com/kvmmanager/guest-agent/agent/server"
 )
 
 // MaxPendingExec bounds the guest-exec processes whose status has not been
@@ -37,10 +38,11 @@ type procTable struct {
 
 type procEntry struct {
 	p      *methods.Process
-	exited time.Time // zero while running
+	exited time.Time    // zero while running
+	mem    *server.Hold // the memory budget its captured output may use, until collected
 }
 
-func (d *Dialect) exec(_ context.Context, a *qapi.GuestExecArgs) (qapi.GuestExec, error) {
+func (d *Dialect) exec(ctx context.Context, a *qapi.GuestExecArgs) (qapi.GuestExec, error) {
 	spec := methods.ProcessSpec{Path: a.Path, Args: a.Arg, Env: a.Env}
 	if a.InputData != nil {
 		in, err := base64.StdEncoding.DecodeString(*a.InputData)
@@ -64,6 +66,21 @@ func (d *Dialect) exec(_ context.Context, a *qapi.GuestExecArgs) (qapi.GuestExec
 			spec.MergeOutput = true
 		}
 	}
+	// Captured output stays in memory until guest-exec-status collects
+	// it: its bound is taken from the memory budget for that long.
+	streams := int64(0)
+	switch {
+	case spec.MergeOutput:
+		streams = 1
+	case spec.CaptureStdout && spec.CaptureStderr:
+		streams = 2
+	case spec.CaptureStdout || spec.CaptureStderr:
+		streams = 1
+	}
+	mem := d.opts.Budget.NewHold()
+	if err := mem.Take(ctx, streams*int64(d.cfg.MaxOutputBytes)); err != nil {
+		return qapi.GuestExec{}, err
+	}
 	t := &d.procs
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -71,17 +88,20 @@ func (d *Dialect) exec(_ context.Context, a *qapi.GuestExecArgs) (qapi.GuestExec
 		for pid, e := range t.procs {
 			if !e.exited.IsZero() && time.Since(e.exited) > staleResult {
 				delete(t.procs, pid)
+				e.mem.Release()
 			}
 		}
 	}
 	if len(t.procs) >= MaxPendingExec {
+		mem.Release()
 		return qapi.GuestExec{}, Errorf("%d guest-exec results are pending: collect them with guest-exec-status first", MaxPendingExec)
 	}
 	p, err := d.svc.StartProcess(spec)
 	if err != nil {
+		mem.Release()
 		return qapi.GuestExec{}, err
 	}
-	e := &procEntry{p: p}
+	e := &procEntry{p: p, mem: mem}
 	pid := int64(p.PID)
 	t.procs[pid] = e
 	go func() {
@@ -95,7 +115,7 @@ func (d *Dialect) exec(_ context.Context, a *qapi.GuestExecArgs) (qapi.GuestExec
 
 // execStatus reports a process; once it has exited the report is the last
 // one (the pid is forgotten), as in qemu-ga.
-func (d *Dialect) execStatus(_ context.Context, a *qapi.GuestExecStatusArgs) (qapi.GuestExecStatus, error) {
+func (d *Dialect) execStatus(ctx context.Context, a *qapi.GuestExecStatusArgs) (qapi.GuestExecStatus, error) {
 	t := &d.procs
 	t.mu.Lock()
 	e := t.procs[a.PID]
@@ -107,9 +127,14 @@ func (d *Dialect) execStatus(_ context.Context, a *qapi.GuestExecStatusArgs) (qa
 	if !st.Exited {
 		return qapi.GuestExecStatus{Exited: false}, nil
 	}
+	// The reply's base64 strings and their encoded copies.
+	if err := server.Reserve(ctx, 3*int64(base64.StdEncoding.EncodedLen(len(st.Stdout)+len(st.Stderr)))); err != nil {
+		return qapi.GuestExecStatus{}, err
+	}
 	t.mu.Lock()
 	delete(t.procs, a.PID)
 	t.mu.Unlock()
+	e.mem.Release()
 	out := qapi.GuestExecStatus{Exited: true}
 	if st.ExitCode != nil {
 		out.Exitcode = ptrTo(int64(*st.ExitCode))

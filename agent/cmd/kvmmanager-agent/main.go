@@ -125,14 +125,17 @@ func run(args []string, stdout, stderr io.Writer) int {
 	context.AfterFunc(ctx, stop)
 
 	svc := methods.New(cfg, methods.Options{Logger: log})
+	// One memory budget for both ports.
+	budget := server.NewBudget(cfg.MaxMemoryBytes, 0)
 	srv := server.New(svc.Handlers(), server.Options{
 		Logger:        log,
+		Budget:        budget,
 		MaxConcurrent: cfg.MaxConcurrentRequests,
 		MaxLineBytes:  server.LineLimit(cfg.MaxFileSizeBytes),
 		// Handlers that never block: answered on the reading goroutine.
 		Inline: svc.NonBlocking(),
 	})
-	dialect := qga.New(svc, cfg, qga.Options{Logger: log, MaxObject: server.LineLimit(cfg.MaxFileSizeBytes)})
+	dialect := qga.New(svc, cfg, qga.Options{Logger: log, MaxObject: server.LineLimit(cfg.MaxFileSizeBytes), Budget: budget})
 	log.Info("kvmmanager-agent starting", "version", version.Version, "commit", version.Commit,
 		"protocol", protocol.Version, "config", *configPath, "qga_port", cfg.QGAPort)
 
