@@ -38,12 +38,13 @@ const (
 )
 
 // MinMemoryBytes is the smallest max_memory_bytes allowed with files of
-// maxFileSize bytes: room for one request line of the largest file_write
-// (the server's line limit: base64 of the file, a sixth more for escapes,
-// 64 KiB of envelope) plus 1 MiB for the small requests beside it. A budget
-// below it would refuse the largest legal request even on an idle agent.
+// maxFileSize bytes: request input may take half of the budget, and that
+// half must hold one request line of the largest file_write (the server's
+// line limit: base64 of the file, a sixth more for escapes, 64 KiB of
+// envelope); plus 1 MiB for the small requests beside it. A budget below it
+// would refuse the largest legal request even on an idle agent.
 func MinMemoryBytes(maxFileSize int64) int64 {
-	return 4*((maxFileSize+2)/3) + maxFileSize/6 + 64<<10 + 1<<20
+	return 2*(4*((maxFileSize+2)/3)+maxFileSize/6+64<<10) + 1<<20
 }
 
 // Config is the agent configuration. JSON names are the file's keys.
@@ -309,7 +310,7 @@ func (c *Config) validate() (key, msg string) {
 		return "max_output_bytes", fmt.Sprintf("must be between 0 and %d, got %d", MaxOutputLimit, c.MaxOutputBytes)
 	}
 	if lo := MinMemoryBytes(c.MaxFileSizeBytes); c.MaxMemoryBytes < lo || c.MaxMemoryBytes > MaxMemoryLimit {
-		return "max_memory_bytes", fmt.Sprintf("must be between %d (one request of max_file_size_bytes %d, base64, plus 1 MiB) and %d, got %d",
+		return "max_memory_bytes", fmt.Sprintf("must be between %d (twice a request line of max_file_size_bytes %d, plus 1 MiB) and %d, got %d",
 			lo, c.MaxFileSizeBytes, int64(MaxMemoryLimit), c.MaxMemoryBytes)
 	}
 	if c.FsfreezeTimeoutSeconds < 1 || c.FsfreezeTimeoutSeconds > MaxFsfreezeTimeout {

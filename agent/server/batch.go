@@ -63,7 +63,7 @@ func (c *conn) batch(arr []byte, owned bool, hold *Hold) {
 			b.add(id, perr)
 		case cl != nil:
 			cl.b = b
-			cl.hold = b.hold
+			cl.hold = c.s.budget.NewHold()
 			b.mu.Lock()
 			if !cl.notify {
 				cl.part = len(b.parts)
@@ -125,6 +125,7 @@ func (b *batch) finish(cl *call, result any, perr *protocol.Error) {
 		if limit := b.c.s.maxLine; perr == nil && b.size+p.size() > limit {
 			n := p.size()
 			putBuf(p.buf)
+			result = nil
 			p = bpart{buf: getBuf()}
 			p.buf.appendResponse(cl.id, nil, protocol.Errorf(protocol.CodeInvalidRequest,
 				"invalid request: its reply (%d bytes) does not fit in the batch reply limit of %d bytes; "+
@@ -133,6 +134,12 @@ func (b *batch) finish(cl *call, result any, perr *protocol.Error) {
 		b.parts[cl.part] = p
 		b.size += p.size()
 	}
+	if p.raw != nil {
+		// The raw result stays until the batch is written: so does its
+		// memory. Any other reservation ends with the handler.
+		b.hold.add(cl.hold.detach())
+	}
+	cl.hold.Release()
 	b.mu.Unlock()
 	b.done()
 }

@@ -18,14 +18,19 @@ const DefaultBudgetWait = 10 * time.Second
 // params of running requests, file_read and guest-file-read replies until
 // they are written, batch replies, guest-exec output kept for its host.
 // Memory is taken from it before it is allocated; what cannot get room
-// within the wait is refused with a clear error instead of growing the
-// agent. A nil *Budget is unbounded.
+// within the wait is refused with a clear error instead of the
+// agent growing. A nil *Budget is unbounded.
+//
+// Requests as they come in (lines being assembled, then the lines of the
+// requests running) may take at most half of the budget: slow or idle
+// hosts holding partial lines cannot take the room replies need.
 type Budget struct {
 	limit int64
 	wait  time.Duration
 
 	mu    sync.Mutex
 	used  int64
+	lines int64 // part of used held by request input
 	freed chan struct{} // closed and replaced whenever memory is given back
 }
 
@@ -56,6 +61,9 @@ func (b *Budget) InUse() int64 {
 	return b.used
 }
 
+// lineLimit is the share of the budget request input may hold.
+func (b *Budget) lineLimit() int64 { return b.limit / 2 }
+
 // tryTake takes n bytes if they fit now.
 func (b *Budget) tryTake(n int64) bool {
 	if b == nil || n <= 0 {
@@ -73,17 +81,25 @@ func (b *Budget) tryTake(n int64) bool {
 // take takes n bytes, waiting up to the budget's wait (or until ctx or
 // stop ends) for others to give memory back. The error says why it failed.
 func (b *Budget) take(ctx context.Context, stop <-chan struct{}, n int64) error {
+	return b.takeKind(ctx, stop, n, false)
+}
+
+// takeKind is take; line marks request input, bounded to lineLimit.
+func (b *Budget) takeKind(ctx context.Context, stop <-chan struct{}, n int64, line bool) error {
 	if b == nil || n <= 0 {
 		return nil
 	}
-	if n > b.limit {
+	if n > b.limit || (line && n > b.lineLimit()) {
 		return b.refusal(n, false)
 	}
 	var timer *time.Timer
 	for {
 		b.mu.Lock()
-		if b.used+n <= b.limit {
+		if b.used+n <= b.limit && (!line || b.lines+n <= b.lineLimit()) {
 			b.used += n
+			if line {
+				b.lines += n
+			}
 			b.mu.Unlock()
 			if timer != nil {
 				timer.Stop()
@@ -113,12 +129,18 @@ func (b *Budget) take(ctx context.Context, stop <-chan struct{}, n int64) error 
 }
 
 // give returns n bytes.
-func (b *Budget) give(n int64) {
+func (b *Budget) give(n int64) { b.giveKind(n, false) }
+
+// giveKind is give; line returns request input's bytes.
+func (b *Budget) giveKind(n int64, line bool) {
 	if b == nil || n <= 0 {
 		return
 	}
 	b.mu.Lock()
 	b.used -= n
+	if line {
+		b.lines -= n
+	}
 	if b.used < 0 {
 		panic("server: memory budget released more than it took")
 	}
@@ -194,6 +216,7 @@ type Hold struct {
 	b      *Budget
 	mu     sync.Mutex
 	n      int64
+	lineN  int64 // request input adopted (Budget.Adopt), within the input share
 	closed bool
 }
 
@@ -257,11 +280,25 @@ func (h *Hold) Release() {
 		return
 	}
 	h.mu.Lock()
-	n := h.n
-	h.n = 0
+	n, ln := h.n, h.lineN
+	h.n, h.lineN = 0, 0
 	h.closed = true
 	h.mu.Unlock()
 	h.b.give(n)
+	h.b.giveKind(ln, true)
+}
+
+// detach takes the hold's bytes out of it, still taken from the budget,
+// for another hold to add.
+func (h *Hold) detach() int64 {
+	if h == nil {
+		return 0
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	n := h.n
+	h.n = 0
+	return n
 }
 
 // Held returns the bytes the hold has.
@@ -304,15 +341,16 @@ func Unreserve(ctx context.Context, n int64) {
 // Acquire takes n bytes for a buffer that is not a request's (a partial
 // request being read), waiting for room as long as the budget's wait, or
 // until stop is closed. Give them back with Free.
-func (b *Budget) Acquire(stop <-chan struct{}, n int64) error { return b.take(nil, stop, n) }
+// They count against the request input's share (half the budget).
+func (b *Budget) Acquire(stop <-chan struct{}, n int64) error { return b.takeKind(nil, stop, n, true) }
 
 // Free gives back n bytes taken with Acquire.
-func (b *Budget) Free(n int64) { b.give(n) }
+func (b *Budget) Free(n int64) { b.giveKind(n, true) }
 
 // Adopt returns a hold owning n bytes already taken with Acquire (a
 // request whose buffer now belongs to its handler).
 func (b *Budget) Adopt(n int64) *Hold {
 	h := b.NewHold()
-	h.add(n)
+	h.lineN = n
 	return h
 }

@@ -113,9 +113,11 @@ func (lr *lineReader) next() ([]byte, lineKind, error) {
 // then grows to the line limit at once (when the limit is at most jumpMax),
 // instead of doubling again: every doubling holds the old and the new buffer
 // at the same time, so the last one of a 14 MB line would hold 8 + 16 MB.
-// Pages of the buffer that the line does not reach are mostly never touched.
+// Pages of the buffer that the line does not reach are mostly never touched,
+// but the memory budget is charged the whole buffer; jumpFrom is 4 MiB so
+// that a slow partial line of a few MB holds at most twice its length.
 const (
-	jumpFrom = 1 << 20
+	jumpFrom = 4 << 20
 	jumpMax  = 64 << 20
 )
 
@@ -132,13 +134,13 @@ func (lr *lineReader) grow(n int) error {
 		c = lr.max
 	}
 	c = min(c, lr.max)
-	if err := lr.budget.take(nil, lr.stop, int64(c)); err != nil {
+	if err := lr.budget.Acquire(lr.stop, int64(c)); err != nil {
 		return err
 	}
 	b := make([]byte, len(lr.scratch), c)
 	copy(b, lr.scratch)
 	lr.scratch = b
-	lr.budget.give(lr.charged)
+	lr.budget.Free(lr.charged)
 	lr.charged = int64(c)
 	return nil
 }
@@ -149,7 +151,7 @@ func (lr *lineReader) grow(n int) error {
 func (lr *lineReader) release() {
 	if cap(lr.scratch) > readBufferSize {
 		lr.scratch = nil
-		lr.budget.give(lr.charged)
+		lr.budget.Free(lr.charged)
 		lr.charged = 0
 	}
 }
@@ -157,7 +159,7 @@ func (lr *lineReader) release() {
 // close gives back what the scratch buffer holds of the budget.
 func (lr *lineReader) close() {
 	lr.scratch = nil
-	lr.budget.give(lr.charged)
+	lr.budget.Free(lr.charged)
 	lr.charged = 0
 }
 

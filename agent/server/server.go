@@ -351,8 +351,7 @@ func (c *conn) handleLine(line []byte, lr *lineReader) {
 	owned := false
 	var hold *Hold
 	if len(line) > readBufferSize {
-		hold = c.s.budget.NewHold()
-		hold.add(lr.detach())
+		hold = c.s.budget.Adopt(lr.detach())
 		owned = true
 	}
 	switch line[0] {
