@@ -30,7 +30,7 @@ type Budget struct {
 
 	mu    sync.Mutex
 	used  int64
-	lines int64 // part of used held by request input
+	lines int64         // part of used held by request input
 	freed chan struct{} // closed and replaced whenever memory is given back
 }
 
