@@ -25,6 +25,9 @@ type sysInfoCache struct {
 	osKey          [2]fileKey // stat of /etc/os-release and /usr/lib/os-release when parsed
 	osName, osVer  string
 	osValid        bool
+	fieldsKey      [2]fileKey
+	fields         map[string]string // guest-get-osinfo's, shared read-only
+	fieldsValid    bool
 	cpuFile        *os.File
 	cpuFileOpenErr error
 }
@@ -48,10 +51,7 @@ func statKey(path string) fileKey {
 // osRelease returns s.osRelease(), parsing the file again only when its
 // stat changed.
 func (c *sysInfoCache) osRelease(s *Service) (name, ver string) {
-	key := [2]fileKey{statKey(s.hostPath("/etc/os-release"))}
-	if !key[0].exists {
-		key[1] = statKey(s.hostPath("/usr/lib/os-release"))
-	}
+	key := osKeyNow(s)
 	c.mu.Lock()
 	if c.osValid && c.osKey == key {
 		name, ver = c.osName, c.osVer
@@ -66,6 +66,33 @@ func (c *sysInfoCache) osRelease(s *Service) (name, ver string) {
 	c.osKey, c.osName, c.osVer, c.osValid = key, name, ver, true
 	c.mu.Unlock()
 	return name, ver
+}
+
+// osKeyNow stats the os-release files the way the readers choose them.
+func osKeyNow(s *Service) [2]fileKey {
+	key := [2]fileKey{statKey(s.hostPath("/etc/os-release"))}
+	if !key[0].exists {
+		key[1] = statKey(s.hostPath("/usr/lib/os-release"))
+	}
+	return key
+}
+
+// osFields returns s.readOSReleaseFields(), parsing the file again only
+// when its stat changed.
+func (c *sysInfoCache) osFields(s *Service) map[string]string {
+	key := osKeyNow(s)
+	c.mu.Lock()
+	if c.fieldsValid && c.fieldsKey == key {
+		m := c.fields
+		c.mu.Unlock()
+		return m
+	}
+	c.mu.Unlock()
+	m := s.readOSReleaseFields()
+	c.mu.Lock()
+	c.fieldsKey, c.fields, c.fieldsValid = key, m, true
+	c.mu.Unlock()
+	return m
 }
 
 // onlineCPUs counts the online CPUs, reading the list with one pread on a
