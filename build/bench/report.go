@@ -14,14 +14,14 @@ import (
 // Report is everything one run measured; it is written as report.json and
 // rendered as report.md.
 type Report struct {
-	Machine  Machine          `json:"machine"`
-	Smoke    bool             `json:"smoke"`
-	Rounds   int              `json:"rounds"`
-	Figures  []Figure         `json:"figures"`
+	Machine Machine  `json:"machine"`
+	Smoke   bool     `json:"smoke"`
+	Rounds  int      `json:"rounds"`
+	Figures []Figure `json:"figures"`
 	// SameProtocol: our QGA dialect against qemu-ga, one client for both.
 	SameProtocol []Figure `json:"figures_same_protocol,omitempty"`
 	// Loaded: protocol 1.0 against qemu-ga with a CPU hog on every core.
-	Loaded []Figure `json:"figures_loaded,omitempty"`
+	Loaded   []Figure         `json:"figures_loaded,omitempty"`
 	Binaries []binaryInfo     `json:"binaries"`
 	Build    []BuildFigure    `json:"build,omitempty"`
 	Micro    []MicroBenchmark `json:"micro_benchmarks,omitempty"`
