@@ -87,6 +87,10 @@ type Command struct {
 
 	// delimited puts 0xFF before the reply (guest-sync-delimited).
 	delimited bool
+	// inline: the handler never blocks (sync, ping, info), so when no
+	// command is queued or running it is answered on the reading
+	// goroutine, without two goroutine hand-offs.
+	inline bool
 }
 
 // New returns the dialect over svc, configured by cfg (the same cfg svc
@@ -193,9 +197,27 @@ func (d *Dialect) ServeConn(ctx context.Context, rw io.ReadWriter) error {
 	items := make(chan item, queueDepth)
 	stop := make(chan struct{})
 	readDone := make(chan error, 1)
+	// pending counts the commands handed to this loop and not yet
+	// answered; only the reader adds to it, so when the reader sees 0
+	// nothing is queued or running and it may answer an inline command
+	// itself without breaking the order of replies.
+	var pending atomic.Int64
+	inline := func(it item) (bool, error) {
+		if pending.Load() != 0 || !d.isInline(it) {
+			return false, nil
+		}
+		hold := d.opts.Budget.Adopt(it.charged)
+		defer hold.Release()
+		if reply := d.handle(server.WithHold(hctx, hold), it); reply != nil {
+			if _, err := rw.Write(reply); err != nil {
+				return true, fmt.Errorf("write reply: %w", err)
+			}
+		}
+		return true, nil
+	}
 	go func() {
 		defer close(items)
-		readDone <- d.readLoop(rw, items, stop)
+		readDone <- d.readLoop(rw, items, stop, &pending, inline)
 	}()
 	interrupt := func() {
 		if rd, ok := rw.(readDeadliner); ok {
@@ -221,6 +243,7 @@ func (d *Dialect) ServeConn(ctx context.Context, rw io.ReadWriter) error {
 			}
 		}
 		hold.Release()
+		pending.Add(-1)
 		if werr != nil {
 			break
 		}
@@ -255,18 +278,28 @@ func (d *Dialect) ServeConn(ctx context.Context, rw io.ReadWriter) error {
 }
 
 // readLoop feeds what rw yields to a stream and queues its items.
-func (d *Dialect) readLoop(rw io.Reader, items chan<- item, stop <-chan struct{}) error {
+func (d *Dialect) readLoop(rw io.Reader, items chan<- item, stop <-chan struct{}, pending *atomic.Int64, inline func(item) (bool, error)) error {
 	st := &stream{max: d.opts.MaxObject, budget: d.opts.Budget, stop: stop}
 	defer st.drop()
 	buf := make([]byte, 64<<10)
 	stopped := false
+	var werr error
 	emit := func(it item) {
 		if stopped {
+			d.opts.Budget.Free(it.charged)
 			return
 		}
+		if done, err := inline(it); done {
+			if err != nil {
+				werr, stopped = err, true
+			}
+			return
+		}
+		pending.Add(1)
 		select {
 		case items <- it:
 		case <-stop:
+			d.opts.Budget.Free(it.charged)
 			stopped = true
 		}
 	}
@@ -274,6 +307,9 @@ func (d *Dialect) readLoop(rw io.Reader, items chan<- item, stop <-chan struct{}
 		n, err := rw.Read(buf)
 		if n > 0 {
 			st.feed(buf[:n], emit)
+		}
+		if werr != nil {
+			return werr
 		}
 		if stopped {
 			return nil
@@ -288,6 +324,30 @@ func (d *Dialect) readLoop(rw io.Reader, items chan<- item, stop <-chan struct{}
 			return io.EOF
 		}
 	}
+}
+
+// isInline reports whether it is a small request for an enabled command
+// whose handler never blocks.
+func (d *Dialect) isInline(it item) bool {
+	if it.err != nil || len(it.obj) > 4096 {
+		return false
+	}
+	ms, qerr := members(it.obj)
+	if qerr != nil {
+		return false
+	}
+	for _, m := range ms {
+		if m.key != "execute" {
+			continue
+		}
+		var name string
+		if m.val[0] != '"' || json.Unmarshal(m.val, &name) != nil {
+			return false
+		}
+		c := d.byName[name]
+		return c != nil && c.inline && d.enabled(c)
+	}
+	return false
 }
 
 // handle runs one request and returns its reply line, or nil when none is
