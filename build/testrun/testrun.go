@@ -281,8 +281,12 @@ func (p *report) handle(e event, now time.Time) {
 	switch e.Action {
 	case "build-output":
 		fmt.Fprint(p.out, e.Output)
-	case "run":
+	case "run", "cont":
+		// A parallel subtest pauses until its parent's function returns
+		// and runs from "cont": its time counts from then.
 		p.running[key] = now
+	case "pause":
+		delete(p.running, key)
 	case "output":
 		if strings.HasPrefix(e.Output, "=== ") || strings.HasPrefix(strings.TrimSpace(e.Output), "--- PASS") {
 			return

@@ -89,10 +89,19 @@ func TestHeartbeatListsInnermostRunningTests(t *testing.T) {
 		rep.handle(event{Action: "run", Package: "github.com/kvmmanager/guest-agent/build/distro", Test: name}, t0.Add(time.Duration(i)*time.Second))
 	}
 	rep.handle(event{Action: "run", Package: "github.com/kvmmanager/guest-agent/build/e2e", Test: "TestVM"}, t0.Add(5*time.Second))
+	// A parallel subtest that waits does not count as running.
+	rep.handle(event{Action: "run", Package: "github.com/kvmmanager/guest-agent/build/distro", Test: "TestDistro/noport"}, t0)
+	rep.handle(event{Action: "pause", Package: "github.com/kvmmanager/guest-agent/build/distro", Test: "TestDistro/noport"}, t0)
 	rep.heartbeat(t0.Add(2*time.Minute), 3*time.Minute)
 	want := "    ... 3m0s in, running: build/distro TestDistro/systemd (1m59s), build/distro TestDistro/openrc (1m58s), build/e2e TestVM (1m55s)\n"
 	if out.String() != want {
 		t.Errorf("heartbeat printed\n%q\nwant\n%q", out.String(), want)
+	}
+	out.Reset()
+	rep.handle(event{Action: "cont", Package: "github.com/kvmmanager/guest-agent/build/distro", Test: "TestDistro/noport"}, t0.Add(110*time.Second))
+	rep.heartbeat(t0.Add(2*time.Minute), 3*time.Minute)
+	if want := "build/distro TestDistro/noport (10s)"; !strings.Contains(out.String(), want) {
+		t.Errorf("heartbeat after cont printed %q, want %q in it", out.String(), want)
 	}
 	out.Reset()
 	rep = newReport(&out, time.Second)
