@@ -25,7 +25,9 @@ func buildOptions() (pipeline.Options, error) {
 	if err != nil {
 		return pipeline.Options{}, fmt.Errorf("working directory: %w", err)
 	}
-	return pipeline.Options{Root: wd, Out: os.Stdout}, nil
+	// Signing keys come from the environment (KVMMANAGER_SIGNING_KEY, ...;
+	// see build/signing and README "Verifying a release").
+	return pipeline.Options{Root: wd, Out: os.Stdout, Getenv: os.Getenv}, nil
 }
 
 // Build cross-compiles the agent and agentctl for linux/amd64 and linux/arm64 into dist/bin/.
@@ -66,6 +68,20 @@ func Release(ctx context.Context) error {
 	}
 	_, err = pipeline.Release(ctx, opts)
 	return err
+}
+
+// Repo adds this build's packages to the apt, dnf and Alpine repositories in dist/repo/ (signed when keys are set).
+func Repo(ctx context.Context) error {
+	opts, err := buildOptions()
+	if err != nil {
+		return err
+	}
+	res, err := pipeline.Repo(ctx, opts)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("dist/repo: %d deb, %d rpm, %d apk\n", res.Debs, res.RPMs, res.APKs)
+	return nil
 }
 
 // Clean removes dist/.

@@ -467,7 +467,9 @@ func TestAttackHungStatfsNoThreadLeak(t *testing.T) {
 		"2 1 0:50 / /mnt/nfs rw - nfs4 srv:/x rw\n" +
 		"3 1 0:51 / /home/u/fuse rw - fuse.sshfs u@h: rw\n"
 	s := New(seedConfig(t), Options{HostRoot: fakeHost(t, map[string]string{"proc/self/mountinfo": mountinfo}), Power: &fakePower{t: t}})
-	s.statfsTimeout = time.Millisecond
+	// Long enough for the quick "/" to answer on a loaded machine (the race
+	// detector, other tests): only the first hung call waits this long.
+	s.statfsTimeout = 500 * time.Millisecond
 	release := make(chan struct{})
 	var nfsCalls, fuseCalls atomic.Int32
 	s.statfs = func(path string, st *unix.Statfs_t) error {

@@ -97,7 +97,10 @@ func TestDeviceYieldsToQemuGA(t *testing.T) {
 	}
 	opened := make(chan string, 1)
 	sleeps, logs, stop := qgaDevice(t, yield, func(p string) (port, error) {
-		opened <- p
+		select { // never blocks the device's loop
+		case opened <- p:
+		default:
+		}
 		return nil, &fs.PathError{Op: "open", Path: p, Err: syscall.ENODEV}
 	})
 	for i := range 3 {
@@ -111,11 +114,14 @@ func TestDeviceYieldsToQemuGA(t *testing.T) {
 	default:
 	}
 	reason <- ""
-	<-sleeps // the last turn's recheck sleep; the next turn opens
+	// The turn under way may still sleep a recheck; then the port is
+	// opened (and fails here, which is retried).
+	for len(opened) == 0 {
+		<-sleeps
+	}
 	if p := <-opened; !strings.HasSuffix(p, qgaPortName) {
 		t.Errorf("opened %s", p)
 	}
-	<-sleeps // the open failed: retry
 	stop()
 	if n := strings.Count(logs.String(), "Leaving the virtio-serial port to another agent"); n != 1 {
 		t.Errorf("logged %d times, want once:\n%s", n, logs.String())

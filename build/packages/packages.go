@@ -20,6 +20,7 @@ import (
 	_ "github.com/goreleaser/nfpm/v2/deb" // registers the deb packager
 	_ "github.com/goreleaser/nfpm/v2/rpm" // registers the rpm packager
 
+	"github.com/kvmmanager/guest-agent/build/signing"
 	"github.com/kvmmanager/guest-agent/build/version"
 )
 
@@ -37,6 +38,11 @@ type Options struct {
 	Info     version.Info      // version and SOURCE_DATE_EPOCH
 	Binaries map[string]string // Go arch -> agent binary for that arch
 	Formats  []string          // default Formats
+	// Keys sign the packages (deb: debsign-style _gpgorigin member, rpm: PGP
+	// header signature, apk: .SIGN.RSA.<key name>) when they hold the key of
+	// that kind; nil builds unsigned. The unsigned parts are the same bytes
+	// either way.
+	Keys *signing.Keys
 }
 
 // Package is one built package.
@@ -176,7 +182,30 @@ func Info(opts Options, staging, format, arch string) (*nfpm.Info, error) {
 		}
 		*s = staged
 	}
+	sign(info, opts.Keys)
 	return info, nil
+}
+
+// sign sets nfpm's signature hooks of each format whose key is loaded.
+func sign(info *nfpm.Info, keys *signing.Keys) {
+	if keys.HasPGP() {
+		info.Deb.Signature.SignFn = func(data io.Reader) ([]byte, error) {
+			var b strings.Builder
+			err := keys.DetachArmored(&b, data)
+			return []byte(b.String()), err
+		}
+		info.RPM.Signature.SignFn = keys.Detach
+	}
+	if keys.HasAPK() {
+		info.APK.Signature.KeyName = keys.APKKeyName()
+		info.APK.Signature.SignFn = func(digest io.Reader) ([]byte, error) {
+			d, err := io.ReadAll(digest)
+			if err != nil {
+				return nil, err
+			}
+			return keys.APKSignDigest(d)
+		}
+	}
 }
 
 func buildOne(opts Options, staging, format, arch string) (Package, error) {

@@ -17,6 +17,7 @@ import (
 	"github.com/kvmmanager/guest-agent/build/binaries"
 	"github.com/kvmmanager/guest-agent/build/iso"
 	"github.com/kvmmanager/guest-agent/build/packages"
+	"github.com/kvmmanager/guest-agent/build/signing"
 	"github.com/kvmmanager/guest-agent/build/version"
 )
 
@@ -26,14 +27,19 @@ type Options struct {
 	Dist    string    // output directory; default Root/dist
 	Version string    // overrides the resolved version (e.g. to build an "upgrade" ISO)
 	Out     io.Writer // receives one line per artifact; default io.Discard
+	// Getenv looks up the signing keys (build/signing's KVMMANAGER_SIGNING_KEY
+	// and friends), e.g. os.Getenv; nil builds unsigned.
+	Getenv func(string) string
 }
 
 // run is the state of one pipeline run.
 type run struct {
 	opts   Options
 	info   version.Info
+	keys   *signing.Keys
 	out    io.Writer
 	unlock func()
+	said   bool // the signing line was printed
 }
 
 // close releases the run's lock on its output directory.
@@ -81,7 +87,28 @@ func prepare(opts Options) (*run, error) {
 	if out == nil {
 		out = io.Discard
 	}
-	return &run{opts: opts, info: info, out: out}, nil
+	keys := &signing.Keys{}
+	if opts.Getenv != nil {
+		if keys, err = signing.FromEnv(opts.Getenv, info.Time()); err != nil {
+			return nil, err
+		}
+	}
+	return &run{opts: opts, info: info, keys: keys, out: out}, nil
+}
+
+// sayKeys prints, once per run, which keys sign (or that nothing is
+// signed): when packages are built, and always for release files and
+// repositories.
+func (r *run) sayKeys() {
+	if !r.said {
+		fmt.Fprintln(r.out, r.keys.Summary())
+		r.said = true
+	}
+}
+
+// keyIdentity is the part of a step's stamp key that names the signing keys.
+func (r *run) keyIdentity() string {
+	return "pgp=" + r.keys.Fingerprint() + ";apk=" + r.keys.APKKeyName()
 }
 
 // Info returns the build identity the pipeline would use with opts.
@@ -215,7 +242,7 @@ func (r *run) packages(ctx context.Context) ([]packages.Package, map[string]stri
 	if err != nil {
 		return nil, nil, "", err
 	}
-	key := hashStrings("packages/1", binKey, tree)
+	key := hashStrings("packages/2", binKey, tree, r.keyIdentity())
 	st := stampPath(r.opts.Dist, "packages")
 	if outs, ok := readStampOutputs(st, key); ok && upToDate(st, key, outs) {
 		if pkgs, err := packages.Identify(outs); err == nil {
@@ -224,10 +251,11 @@ func (r *run) packages(ctx context.Context) ([]packages.Package, map[string]stri
 		}
 	}
 	removeStamp(st)
+	r.sayKeys()
 	if err := removeOldPackages(r.opts.Dist); err != nil {
 		return nil, nil, "", err
 	}
-	pkgs, err := packages.Build(ctx, packages.Options{Root: r.opts.Root, Dist: r.opts.Dist, Info: r.info, Binaries: agents})
+	pkgs, err := packages.Build(ctx, packages.Options{Root: r.opts.Root, Dist: r.opts.Dist, Info: r.info, Binaries: agents, Keys: r.keys})
 	if err != nil {
 		return nil, nil, "", err
 	}

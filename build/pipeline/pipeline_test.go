@@ -241,7 +241,8 @@ func TestRelease(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := 2*len(cmds) + 6 + 1; len(m.Assets) != want {
+	// binaries and their SBOMs, 6 packages, the ISO; no keys, no signature
+	if want := 2*2*len(cmds) + 6 + 1; len(m.Assets) != want {
 		t.Errorf("%d assets, want %d", len(m.Assets), want)
 	}
 	sums, err := os.ReadFile(filepath.Join(dist, "SHA256SUMS"))
@@ -274,14 +275,15 @@ func TestRelease(t *testing.T) {
 	formats := map[string]int{}
 	for _, a := range disk.Assets {
 		formats[a.Format]++
-		if a.Version != "1.2.3" || a.Size == 0 || len(a.SHA256) != 64 || a.Arch == "" {
+		if a.Version != "1.2.3" || a.Size == 0 || len(a.SHA256) != 64 || a.Arch == "" || a.Signed {
 			t.Errorf("manifest asset %+v incomplete", a)
 		}
 		if _, err := os.Stat(filepath.Join(dist, filepath.FromSlash(a.Path))); err != nil {
 			t.Errorf("manifest path %s: %v", a.Path, err)
 		}
 	}
-	if formats["deb"] != 2 || formats["rpm"] != 2 || formats["apk"] != 2 || formats["iso"] != 1 || formats["binary"] != 2*len(cmds) {
+	if formats["deb"] != 2 || formats["rpm"] != 2 || formats["apk"] != 2 || formats["iso"] != 1 || formats["binary"] != 2*len(cmds) ||
+		formats["sbom"] != 2*len(cmds) || formats["key"] != 0 || formats["signature"] != 0 {
 		t.Errorf("manifest formats %v", formats)
 	}
 }
