@@ -153,3 +153,45 @@ func TestServerBudgetRefusals(t *testing.T) {
 		t.Errorf("%d bytes of the budget still in use after the connection ended", n)
 	}
 }
+
+// Every way a request ends gives its memory back: a long line answered
+// inline, refused, run alone, run in a batch, a notification.
+func TestBudgetReturnedAfterEveryKindOfRequest(t *testing.T) {
+	pad := strings.Repeat("x", 100<<10) // past the read buffer: the line is charged
+	tests := []struct {
+		name, line string
+		replies    int
+	}{
+		{"inline ping with a long line", `{"jsonrpc":"2.0","method":"ping","id":1,"params":["` + pad + `"]}`, 1},
+		{"echo with a long line", `{"jsonrpc":"2.0","method":"echo","id":1,"params":["` + pad + `"]}`, 1},
+		{"notification with a long line", `{"jsonrpc":"2.0","method":"echo","params":["` + pad + `"]}`, 0},
+		{"unknown method with a long line", `{"jsonrpc":"2.0","method":"nope","id":1,"params":["` + pad + `"]}`, 1},
+		{"duplicate member with a long line", `{"jsonrpc":"2.0","method":"echo","method":"echo","id":1,"params":["` + pad + `"]}`, 1},
+		{"batch with a long line", `[{"jsonrpc":"2.0","method":"echo","id":1,"params":["` + pad + `"]},{"jsonrpc":"2.0","method":"ping","id":2}]`, 1},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			budget := NewBudget(8<<20, time.Second)
+			srv := New(testHandlers(), Options{Budget: budget, Inline: map[string]bool{"ping": true}})
+			a, b := socketPair(t)
+			defer a.Close()
+			done := make(chan error, 1)
+			go func() { done <- srv.ServeConn(context.Background(), b); b.Close() }()
+			go fmt.Fprintf(a, "%s\n%s", tc.line, pingSentinel)
+			r := bufio.NewReaderSize(a, 1<<20)
+			for i := 0; i < tc.replies+1; i++ {
+				a.SetReadDeadline(time.Now().Add(10 * time.Second))
+				if _, err := r.ReadBytes('\n'); err != nil {
+					t.Fatalf("reply %d: %v", i, err)
+				}
+			}
+			a.Close()
+			if err := <-done; err != nil {
+				t.Fatal(err)
+			}
+			if n := budget.InUse(); n != 0 {
+				t.Errorf("%d bytes of the budget still in use", n)
+			}
+		})
+	}
+}

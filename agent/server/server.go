@@ -450,6 +450,9 @@ func (c *conn) single(obj []byte, owned bool, hold *Hold) {
 // runInline handles a call of a method that never blocks on the read loop's
 // goroutine and adds its reply to the read loop's pending replies.
 func (c *conn) runInline(cl *call) {
+	// Its line (a long one was adopted from the line reader) is not
+	// needed once the handler returned; the small reply is not counted.
+	defer cl.hold.Release()
 	result, err := cl.invoke(c.hctx)
 	if !cl.notify {
 		c.out.appendResponse(cl.id, result, asProtocolError(err))
