@@ -35,6 +35,7 @@ const (
 	MaxFsfreezeTimeout  = 3600      // upper bound for fsfreeze_timeout_seconds
 	MaxMemoryLimit      = 64 << 30  // upper bound for max_memory_bytes
 	DefaultMaxMemory    = 64 << 20  // default max_memory_bytes
+	MaxBackgroundLimit  = 604800    // upper bound for max_background_seconds (7 days)
 )
 
 // MinMemoryBytes is the smallest max_memory_bytes allowed with files of
@@ -83,6 +84,9 @@ type Config struct {
 	// AllowAccountChanges enables set_user_password and adding or removing
 	// SSH authorized keys (default false: they change credentials).
 	AllowAccountChanges bool `json:"allow_account_changes"`
+	// MaxBackgroundSeconds caps the timeout of a background command
+	// (exec_start; default 3600).
+	MaxBackgroundSeconds int `json:"max_background_seconds"`
 	// QGAPort is "auto" (serve org.qemu.guest_agent.0 when it exists and
 	// nobody else, e.g. qemu-ga, holds it) or "off".
 	QGAPort string `json:"qga_port"`
@@ -116,6 +120,7 @@ func Default() *Config {
 		AllowAccountChanges:     false,
 		QGAPort:                 QGAPortAuto,
 		MaxMemoryBytes:          DefaultMaxMemory,
+		MaxBackgroundSeconds:    3600,
 	}
 }
 
@@ -196,6 +201,7 @@ func Parse(path string, data []byte) (*Config, error) {
 		"allow_account_changes":     &c.AllowAccountChanges,
 		"qga_port":                  &c.QGAPort,
 		"max_memory_bytes":          &c.MaxMemoryBytes,
+		"max_background_seconds":    &c.MaxBackgroundSeconds,
 	}
 	fail := func(off int64, key string, format string, args ...any) error {
 		line, col := position(data, off)
@@ -316,8 +322,11 @@ func (c *Config) validate() (key, msg string) {
 	if c.FsfreezeTimeoutSeconds < 1 || c.FsfreezeTimeoutSeconds > MaxFsfreezeTimeout {
 		return "fsfreeze_timeout_seconds", fmt.Sprintf("must be between 1 and %d, got %d", MaxFsfreezeTimeout, c.FsfreezeTimeoutSeconds)
 	}
+	if c.MaxBackgroundSeconds < 1 || c.MaxBackgroundSeconds > MaxBackgroundLimit {
+		return "max_background_seconds", fmt.Sprintf("must be between 1 and %d, got %d", MaxBackgroundLimit, c.MaxBackgroundSeconds)
+	}
 	for _, m := range c.DisabledMethods {
-		if !slices.Contains(knownMethods, m) && !slices.Contains(knownGuestOpsMethods, m) && !qapi.Known(m) {
+		if !slices.Contains(knownMethods, m) && !slices.Contains(knownMethods11, m) && !slices.Contains(knownGuestOpsMethods, m) && !qapi.Known(m) {
 			return "disabled_methods", fmt.Sprintf("unknown method %q (neither a protocol 1.0/1.1 method nor a QGA command)", m)
 		}
 	}
@@ -336,6 +345,10 @@ var knownMethods = []string{
 	"get_disk_usage", "exec_command", "file_read", "file_write",
 	"shutdown", "reboot", "sync",
 }
+
+// knownMethods11 mirrors the protocol 1.1 methods of protocol.Methods11
+// that are not guest operations; a test keeps the lists equal.
+var knownMethods11 = []string{"exec_start", "exec_status", "exec_kill", "file_stat"}
 
 // knownGuestOpsMethods mirrors protocol.GuestOpsMethods (protocol 1.1's
 // guest operations); a test keeps the two lists equal.
@@ -357,9 +370,26 @@ func (c *Config) normalize() {
 	}
 }
 
-// MethodDisabled reports whether the config disables method.
+// MethodDisabled reports whether the config disables method. A protocol
+// 1.1 method that reaches a 1.0 operation is disabled with it, so that a
+// configuration written for 1.0 keeps its meaning: exec_start, exec_status
+// and exec_kill with exec_command, file_stat with file_read (file_read's and
+// file_write's chunks are those methods already).
 func (c *Config) MethodDisabled(method string) bool {
-	return slices.Contains(c.DisabledMethods, method)
+	if slices.Contains(c.DisabledMethods, method) {
+		return true
+	}
+	if base, ok := impliedBy[method]; ok {
+		return slices.Contains(c.DisabledMethods, base)
+	}
+	return false
+}
+
+// impliedBy maps a protocol 1.1 method to the 1.0 method whose operation
+// it reaches.
+var impliedBy = map[string]string{
+	"exec_start": "exec_command", "exec_status": "exec_command", "exec_kill": "exec_command",
+	"file_stat": "file_read",
 }
 
 func position(data []byte, off int64) (line, col int) {

@@ -14,6 +14,62 @@ func TestKnownGuestOpsMethodsMatchProtocol(t *testing.T) {
 	}
 }
 
+func TestKnownMethods11MatchProtocol(t *testing.T) {
+	want := append(append([]string{}, knownMethods11...), knownGuestOpsMethods...)
+	if !reflect.DeepEqual(want, protocol.Methods11) {
+		t.Errorf("config.knownMethods11 + knownGuestOpsMethods = %q, protocol.Methods11 = %q", want, protocol.Methods11)
+	}
+}
+
+func TestMaxBackgroundSeconds(t *testing.T) {
+	if d := Default(); d.MaxBackgroundSeconds != 3600 {
+		t.Errorf("default max_background_seconds %d, want 3600", d.MaxBackgroundSeconds)
+	}
+	for _, tt := range []struct {
+		in      string
+		want    int
+		wantErr string
+	}{
+		{`{"max_background_seconds": 60}`, 60, ""},
+		{`{"max_background_seconds": 604800}`, 604800, ""},
+		{`{"max_background_seconds": 0}`, 0, `c.json:1:2: key "max_background_seconds": must be between 1 and 604800, got 0`},
+		{`{"max_background_seconds": 604801}`, 0, `key "max_background_seconds": must be between 1 and 604800`},
+		{`{"max_background_seconds": "1h"}`, 0, `key "max_background_seconds"`},
+	} {
+		c, err := Parse("c.json", []byte(tt.in))
+		if tt.wantErr != "" {
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Errorf("%s: error %v, want %q", tt.in, err, tt.wantErr)
+			}
+			continue
+		}
+		if err != nil || c.MaxBackgroundSeconds != tt.want {
+			t.Errorf("%s: %v %v", tt.in, c, err)
+		}
+	}
+}
+
+// A configuration written for 1.0 keeps its meaning: the 1.1 methods that
+// reach a disabled 1.0 operation are disabled with it.
+func TestMethodDisabledImplied(t *testing.T) {
+	c, err := Parse("c.json", []byte(`{"disabled_methods": ["exec_command", "file_read"]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for m, want := range map[string]bool{
+		"exec_start": true, "exec_status": true, "exec_kill": true, "file_stat": true,
+		"file_write": false, "get_time": false, "exec_command": true,
+	} {
+		if got := c.MethodDisabled(m); got != want {
+			t.Errorf("MethodDisabled(%q) = %v, want %v", m, got, want)
+		}
+	}
+	c, _ = Parse("c.json", []byte(`{"disabled_methods": ["exec_start"]}`))
+	if c.MethodDisabled("exec_command") || !c.MethodDisabled("exec_start") || c.MethodDisabled("exec_status") {
+		t.Errorf("exec_start alone: exec_command %v exec_start %v exec_status %v", c.MethodDisabled("exec_command"), c.MethodDisabled("exec_start"), c.MethodDisabled("exec_status"))
+	}
+}
+
 func TestGuestOpsKeys(t *testing.T) {
 	d := Default()
 	if d.FsfreezeTimeoutSeconds != 60 || d.AllowAccountChanges {

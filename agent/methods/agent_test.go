@@ -1,6 +1,7 @@
 package methods
 
 import (
+	"slices"
 	"testing"
 	"time"
 
@@ -23,16 +24,13 @@ func TestAgentInfo(t *testing.T) {
 	s := newService(t, nil)
 	var r protocol.AgentInfo
 	mustCall(t, s.Handlers()[protocol.MethodGetAgentInfo], nil, &r)
-	if r.Version != version.Version || r.ProtocolVersion != "1.0.0" || r.Platform != "linux" {
+	// Protocol 1.1: the 1.0 methods first, in their order, then 1.1's.
+	if r.Version != version.Version || r.ProtocolVersion != "1.1.0" || r.Platform != "linux" {
 		t.Fatalf("agent info %+v", r)
 	}
-	if len(r.Capabilities) != len(protocol.Methods) {
-		t.Fatalf("capabilities %v, want every method %v", r.Capabilities, protocol.Methods)
-	}
-	for i, m := range protocol.Methods {
-		if r.Capabilities[i] != m {
-			t.Fatalf("capabilities %v, want %v", r.Capabilities, protocol.Methods)
-		}
+	all := append(slices.Clone(protocol.Methods), protocol.Methods11...)
+	if !slices.Equal(r.Capabilities, all) {
+		t.Fatalf("capabilities %v, want every method %v", r.Capabilities, all)
 	}
 }
 

@@ -125,6 +125,9 @@ func (s *Service) fileReadNow(ctx context.Context, params json.RawMessage) (any,
 	if err := checkFilePath(p.Path); err != nil {
 		return nil, err
 	}
+	if p.Offset != nil || p.Length != nil {
+		return s.fileReadChunk(ctx, p, enc) // protocol 1.1 (transfer.go)
+	}
 	res := protocol.FileReadResult{Encoding: enc}
 	var raw server.RawResult
 	err = s.read.Do(p.Path, func(t *policy.Target) error {
@@ -481,6 +484,10 @@ func (s *Service) fileWriteNow(params json.RawMessage) (any, error) {
 	}
 	if slices.Contains(strings.Split(p.Path, "/"), "..") {
 		return nil, protocol.Errorf(protocol.CodePermissionDenied, `path %q contains ".."; file_write needs a path without it`, p.Path)
+	}
+
+	if p.Offset != nil || p.UploadID != "" || p.Commit || p.Abort || p.SizeBytes != nil || p.SHA256 != "" {
+		return s.fileWriteChunk(p, raw, enc, perm) // protocol 1.1 (transfer.go)
 	}
 
 	// 2. Path policy; 3. directories, temporary file, rename.

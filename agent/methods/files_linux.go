@@ -122,3 +122,14 @@ func owner(fi fs.FileInfo) (uid uint32, nlink uint64) {
 }
 
 type syscallStat = syscall.Stat_t
+
+// groupOf returns the group of a file from its FileInfo.
+func groupOf(fi fs.FileInfo) uint32 {
+	switch st := fi.Sys().(type) {
+	case *unix.Stat_t:
+		return st.Gid
+	case *syscallStat:
+		return st.Gid
+	}
+	return 0
+}

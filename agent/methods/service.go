@@ -19,6 +19,7 @@ import (
 	"log/slog"
 	"maps"
 	"reflect"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -61,6 +62,12 @@ type Service struct {
 	// accounts: guestops.go).
 	guest guestState
 
+	// jobs are the background commands of both dialects (process.go).
+	jobs jobTable
+	// uploads are the chunked file_writes in progress (transfer.go).
+	uploads    uploadTable
+	uploadIdle time.Duration
+
 	// statfs is unix.Statfs; tests replace it.
 	statfs statfsFunc
 	// fileTimeout bounds each file_read and file_write (withFileDeadline);
@@ -92,6 +99,7 @@ func New(cfg *config.Config, opts Options) *Service {
 		statfs:   defaultStatfs,
 
 		fileTimeout:   defaultFileTimeout,
+		uploadIdle:    defaultUploadIdle,
 		statfsTimeout: defaultStatfsTimeout,
 	}
 	if s.log == nil {
@@ -145,7 +153,12 @@ func (s *Service) allHandlers() map[string]server.Handler {
 		protocol.MethodReboot:         s.reboot,
 		protocol.MethodSync:           s.sync,
 	}
-	// Protocol 1.1's guest operations (guestops_rpc.go).
+	// Protocol 1.1: background commands (exec_start.go), file_stat
+	// (transfer.go) and the guest operations (guestops_rpc.go).
+	all[protocol.MethodExecStart] = s.execStart
+	all[protocol.MethodExecStatus] = s.execStatus
+	all[protocol.MethodExecKill] = s.execKill
+	all[protocol.MethodFileStat] = s.fileStat
 	maps.Copy(all, s.guestOpsHandlers())
 	return all
 }
@@ -153,7 +166,7 @@ func (s *Service) allHandlers() map[string]server.Handler {
 // capabilities lists the enabled methods in protocol order.
 func (s *Service) capabilities() []string {
 	out := []string{}
-	for _, m := range protocol.Methods {
+	for _, m := range append(slices.Clip(protocol.Methods), protocol.Methods11...) {
 		if !s.cfg.MethodDisabled(m) {
 			out = append(out, m)
 		}

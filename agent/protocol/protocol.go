@@ -12,7 +12,7 @@ import (
 )
 
 // Version is the protocol version reported by get_agent_info.
-const Version = "1.0.0"
+const Version = "1.1.0"
 
 // JSONRPCVersion is the value of the "jsonrpc" member of every message.
 const JSONRPCVersion = "2.0"

@@ -89,6 +89,10 @@ const (
 type FileReadParams struct {
 	Path     string `json:"path"`
 	Encoding string `json:"encoding,omitempty"` // "utf8" (default) or "base64"
+	// Protocol 1.1: with Offset or Length the result is a chunk
+	// (FileReadChunkResult) and the file may be of any size.
+	Offset *int64 `json:"offset,omitempty"`
+	Length *int64 `json:"length,omitempty"` // default and maximum max_file_size_bytes
 }
 
 // FileReadResult is the result of file_read.
@@ -105,6 +109,19 @@ type FileWriteParams struct {
 	Encoding    string `json:"encoding,omitempty"` // "utf8" (default) or "base64"
 	CreateDirs  bool   `json:"create_dirs,omitempty"`
 	Permissions string `json:"permissions,omitempty"` // octal, e.g. "0644"
+
+	// Protocol 1.1 uploads (chunks; FileWriteChunkResult). Offset starts
+	// an upload (0, no UploadID) or continues one; the chunk replaces the
+	// upload's bytes from Offset on (offset = size appends, a smaller one
+	// truncates there first: a retried chunk is harmless).
+	Offset   *int64 `json:"offset,omitempty"`
+	UploadID string `json:"upload_id,omitempty"`
+	// Commit verifies the upload (SizeBytes, SHA256 when given) and
+	// renames it over Path; Abort removes it.
+	Commit    bool   `json:"commit,omitempty"`
+	Abort     bool   `json:"abort,omitempty"`
+	SizeBytes *int64 `json:"size_bytes,omitempty"`
+	SHA256    string `json:"sha256,omitempty"`
 }
 
 // FileWriteResult is the result of file_write.

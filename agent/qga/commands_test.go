@@ -358,6 +358,9 @@ func TestExecPendingBound(t *testing.T) {
 		}
 		h.ret(`{"execute":"guest-exec","arguments":{"path":"sleep","arg":["30"]}}`, &pid)
 	}
+	t.Cleanup(func() {
+		h.d.svc.KillJobs(10 * time.Second)
+	})
 	h.fails(`{"execute":"guest-exec","arguments":{"path":"true"}}`, "pending")
 }
 

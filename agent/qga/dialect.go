@@ -64,7 +64,6 @@ type Dialect struct {
 	cmds   []*Command
 	byName map[string]*Command
 
-	procs      procTable    // guest-exec processes
 	nextHandle atomic.Int64 // guest-file handles given out so far
 }
 
@@ -97,7 +96,6 @@ type Command struct {
 // was made with).
 func New(svc *methods.Service, cfg *config.Config, opts Options) *Dialect {
 	d := &Dialect{svc: svc, cfg: cfg, log: opts.Logger, opts: opts, byName: map[string]*Command{}}
-	d.procs.procs = map[int64]*procEntry{}
 	if d.log == nil {
 		d.log = slog.New(slog.DiscardHandler)
 	}

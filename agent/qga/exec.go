@@ -3,8 +3,7 @@ package qga
 import (
 	"context"
 	"encoding/base64"
-	"sync"
-	"time"
+	"errors"
 
 	"github.com/kvmmanager/guest-agent/agent/methods"
 	"github.com/kvmmanager/guest-agent/agent/protocol"
@@ -14,15 +13,16 @@ import (
 
 // MaxPendingExec bounds the guest-exec processes whose status has not been
 // collected yet (running, or exited and not yet reported by
-// guest-exec-status). A result nobody collected for staleResult after its
+// guest-exec-status): the background command table shared with protocol
+// 1.1's exec_start (methods.MaxBackgroundCommands, for both dialects). A
+// result nobody collected for methods.BackgroundResultRetention after its
 // exit is dropped when room is needed.
-const MaxPendingExec = 64
+const MaxPendingExec = methods.MaxBackgroundCommands
 
-const staleResult = 10 * time.Minute
-
-// execCommands: guest-exec and guest-exec-status. The table of processes is
-// the dialect's, not a session's: a host that reconnects (libvirtd
-// restarted) still collects its results.
+// execCommands: guest-exec and guest-exec-status, thin over the methods
+// package's background commands (one implementation with exec_start). The
+// table of processes is the agent's, not a session's: a host that
+// reconnects (libvirtd restarted) still collects its results.
 func (d *Dialect) execCommands() []Command {
 	return []Command{
 		{Name: qapi.CmdExec, Handler: Typed(d.exec), Method: protocol.MethodExecCommand},
@@ -30,19 +30,7 @@ func (d *Dialect) execCommands() []Command {
 	}
 }
 
-// procTable holds the guest-exec processes by pid.
-type procTable struct {
-	mu    sync.Mutex
-	procs map[int64]*procEntry
-}
-
-type procEntry struct {
-	p      *methods.Process
-	exited time.Time    // zero while running
-	mem    *server.Hold // the memory budget its captured output may use, until collected
-}
-
-func (d *Dialect) exec(ctx context.Context, a *qapi.GuestExecArgs) (qapi.GuestExec, error) {
+func (d *Dialect) exec(_ context.Context, a *qapi.GuestExecArgs) (qapi.GuestExec, error) {
 	spec := methods.ProcessSpec{Path: a.Path, Args: a.Arg, Env: a.Env}
 	if a.InputData != nil {
 		in, err := base64.StdEncoding.DecodeString(*a.InputData)
@@ -66,64 +54,26 @@ func (d *Dialect) exec(ctx context.Context, a *qapi.GuestExecArgs) (qapi.GuestEx
 			spec.MergeOutput = true
 		}
 	}
-	// Captured output stays in memory until guest-exec-status collects
-	// it: its bound is taken from the memory budget for that long.
-	streams := int64(0)
-	switch {
-	case spec.MergeOutput:
-		streams = 1
-	case spec.CaptureStdout && spec.CaptureStderr:
-		streams = 2
-	case spec.CaptureStdout || spec.CaptureStderr:
-		streams = 1
-	}
-	mem := d.opts.Budget.NewHold()
-	if err := mem.Take(ctx, streams*int64(d.cfg.MaxOutputBytes)); err != nil {
-		return qapi.GuestExec{}, err
-	}
-	t := &d.procs
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if len(t.procs) >= MaxPendingExec {
-		for pid, e := range t.procs {
-			if !e.exited.IsZero() && time.Since(e.exited) > staleResult {
-				delete(t.procs, pid)
-				e.mem.Release()
-			}
-		}
-	}
-	if len(t.procs) >= MaxPendingExec {
-		mem.Release()
+	j, err := d.svc.StartJob(methods.OwnerQGA, spec)
+	var full *methods.TableFullError
+	if errors.As(err, &full) {
 		return qapi.GuestExec{}, Errorf("%d guest-exec results are pending: collect them with guest-exec-status first", MaxPendingExec)
 	}
-	p, err := d.svc.StartProcess(spec)
 	if err != nil {
-		mem.Release()
 		return qapi.GuestExec{}, err
 	}
-	e := &procEntry{p: p, mem: mem}
-	pid := int64(p.PID)
-	t.procs[pid] = e
-	go func() {
-		<-p.Done()
-		t.mu.Lock()
-		e.exited = time.Now()
-		t.mu.Unlock()
-	}()
+	pid := j.ID
 	return qapi.GuestExec{PID: pid}, nil
 }
 
 // execStatus reports a process; once it has exited the report is the last
 // one (the pid is forgotten), as in qemu-ga.
 func (d *Dialect) execStatus(ctx context.Context, a *qapi.GuestExecStatusArgs) (qapi.GuestExecStatus, error) {
-	t := &d.procs
-	t.mu.Lock()
-	e := t.procs[a.PID]
-	t.mu.Unlock()
-	if e == nil {
+	j := d.svc.Job(methods.OwnerQGA, a.PID)
+	if j == nil {
 		return qapi.GuestExecStatus{}, Errorf("Invalid parameter 'pid'")
 	}
-	st := e.p.Status()
+	st := j.P.Status()
 	if !st.Exited {
 		return qapi.GuestExecStatus{Exited: false}, nil
 	}
@@ -131,10 +81,7 @@ func (d *Dialect) execStatus(ctx context.Context, a *qapi.GuestExecStatusArgs) (
 	if err := server.Reserve(ctx, 3*int64(base64.StdEncoding.EncodedLen(len(st.Stdout)+len(st.Stderr)))); err != nil {
 		return qapi.GuestExecStatus{}, err
 	}
-	t.mu.Lock()
-	delete(t.procs, a.PID)
-	t.mu.Unlock()
-	e.mem.Release()
+	d.svc.ForgetJob(j)
 	out := qapi.GuestExecStatus{Exited: true}
 	if st.ExitCode != nil {
 		out.Exitcode = ptrTo(int64(*st.ExitCode))

@@ -4,8 +4,10 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
+	osexec "os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -20,7 +22,7 @@ import (
 )
 
 // bootTimeout is the watchdog of one guest: boot, every check, power off.
-const bootTimeout = 4 * time.Minute
+const bootTimeout = 7 * time.Minute
 
 // checkTimeout bounds one check (the longest takes a few seconds).
 const checkTimeout = 90 * time.Second
@@ -60,7 +62,7 @@ type machine struct {
 
 func TestVM(t *testing.T) {
 	testenv.NeedCommands(t, "qemu-system-x86_64", "qemu-system-aarch64", "apt-get", "apt-cache", "dpkg-deb")
-	ctx, cancel := context.WithTimeout(context.Background(), 12*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
 	defer cancel()
 
 	root := testenv.RepoRoot(t)
@@ -94,7 +96,7 @@ func TestVM(t *testing.T) {
 	}
 	guests := map[string]guest{}
 	for _, arch := range []string{"amd64", "arm64"} {
-		g, err := prepareGuest(ctx, cache, work, arch)
+		g, err := prepareGuest(ctx, cache, work, arch, root)
 		if err != nil {
 			testenv.Unavailable(t, "%s guest: %v", arch, err)
 			return
@@ -129,7 +131,7 @@ type guest struct {
 	initrd string
 }
 
-func prepareGuest(ctx context.Context, cache, work, arch string) (guest, error) {
+func prepareGuest(ctx context.Context, cache, work, arch, root string) (guest, error) {
 	k, err := initramfs.FetchKernel(ctx, cache, arch)
 	if err != nil {
 		return guest{}, err
@@ -139,7 +141,11 @@ func prepareGuest(ctx context.Context, cache, work, arch string) (guest, error) 
 		return guest{}, err
 	}
 	initrd := filepath.Join(work, "initrd-"+arch+".cpio")
-	if err := initramfs.Build(initrd, initramfs.Options{Arch: arch, Kernel: k, Busybox: bb}); err != nil {
+	cfg, err := testConfig(root)
+	if err != nil {
+		return guest{}, err
+	}
+	if err := initramfs.Build(initrd, initramfs.Options{Arch: arch, Kernel: k, Busybox: bb, Config: cfg}); err != nil {
 		return guest{}, err
 	}
 	return guest{kernel: k, initrd: initrd}, nil
@@ -154,11 +160,21 @@ func runBoot(ctx context.Context, t *testing.T, name string, m *machine, initrd,
 		if !m.link {
 			appendLine += " " + initramfs.NoLinkFlag
 		}
+		disk := ""
+		if m.link {
+			// The protocol 1.1 checks' boot: the test config and an ext4
+			// disk to freeze (proto11_test.go).
+			appendLine += " " + initramfs.TestConfigFlag
+			disk = strings.TrimSuffix(console, ".log") + ".ext4"
+			if out, err := osexec.CommandContext(ctx, "mkfs.ext4", "-q", "-F", disk, "64M").CombinedOutput(); err != nil {
+				t.Fatalf("mkfs.ext4 %s: %v: %s", disk, err, out)
+			}
+		}
 		started := time.Now()
 		var err error
 		m.vm, err = vm.Start(ctx, vm.Config{
 			Arch: m.arch, Kernel: m.kernel.Image, Initrd: initrd, Append: appendLine,
-			CDROM: isoPath, AgentSocket: m.socket, NoReboot: true,
+			CDROM: isoPath, AgentSocket: m.socket, NoReboot: true, Disk: disk, DiskFormat: "raw",
 			Timeout: bootTimeout, ConsoleLog: console,
 		})
 		if err != nil {
@@ -225,4 +241,25 @@ type testWriter struct{ t *testing.T }
 func (w testWriter) Write(p []byte) (int, error) {
 	w.t.Log(strings.TrimRight(string(p), "\n"))
 	return len(p), nil
+}
+
+// testFreezeBound is the guests' fsfreeze_timeout_seconds in the test
+// config: the agent thaws by itself after it.
+const testFreezeBound = 5
+
+// testConfig is the shipped packaging/config.json with what the protocol
+// 1.1 checks need: a short freeze bound (the auto-thaw is waited for) and
+// account changes allowed (SSH keys, password).
+func testConfig(root string) ([]byte, error) {
+	b, err := os.ReadFile(filepath.Join(root, "packaging", "config.json"))
+	if err != nil {
+		return nil, err
+	}
+	var cfg map[string]any
+	if err := json.Unmarshal(b, &cfg); err != nil {
+		return nil, fmt.Errorf("packaging/config.json: %w", err)
+	}
+	cfg["fsfreeze_timeout_seconds"] = testFreezeBound
+	cfg["allow_account_changes"] = true
+	return json.MarshalIndent(cfg, "", "  ")
 }

@@ -30,7 +30,16 @@ type Options struct {
 	Busybox  string  // a static busybox for Arch
 	Modules  []string
 	Hostname string // default "kvmtest-<Arch>"
+	// Config, when set, is written to /etc/kvmtest/config.json, which the
+	// agent uses instead of the CD-ROM's config.json in boots whose kernel
+	// command line has TestConfigFlag.
+	Config []byte
 }
+
+// TestConfigFlag on the kernel command line makes the guest start the agent
+// with Options.Config and mount the ext4 disk /dev/vda (if any) on
+// /mnt/data (a file system the agent can freeze).
+const TestConfigFlag = "kvmtest.testconfig"
 
 // Hostname returns the hostname the guest of arch gets by default.
 func Hostname(arch string) string { return "kvmtest-" + arch }
@@ -70,14 +79,17 @@ func Build(out string, opts Options) error {
 	add(a.File("bin/busybox", 0o755, bb))
 	add(a.Symlink("bin/sh", "busybox"))
 	add(a.Symlink("init", "bin/busybox"))
-	for _, name := range []string{"inittab", "rcS", "agent", "rcK"} {
+	for _, name := range []string{"inittab", "rcS", "agent", "rcK", "chpasswd"} {
 		b, err := guestFiles.ReadFile("guest/" + name)
 		if err != nil {
 			return fmt.Errorf("initramfs %s: %w", out, err)
 		}
-		if name == "inittab" {
+		switch name {
+		case "inittab":
 			add(a.File("etc/inittab", 0o644, b))
-		} else {
+		case "chpasswd":
+			add(a.File("usr/sbin/chpasswd", 0o755, b))
+		default:
 			add(a.File("etc/kvmtest/"+name, 0o755, b))
 		}
 	}
@@ -86,6 +98,10 @@ func Build(out string, opts Options) error {
 	add(a.File("etc/os-release", 0o644, []byte(OSRelease)))
 	add(a.File("etc/passwd", 0o644, []byte("root:x:0:0:root:/root:/bin/sh\n")))
 	add(a.File("etc/group", 0o644, []byte("root:x:0:\n")))
+	add(a.File("etc/shadow", 0o600, []byte("root:*:19000:0:99999:7:::\n")))
+	if opts.Config != nil {
+		add(a.File("etc/kvmtest/config.json", 0o644, opts.Config))
+	}
 	var list strings.Builder
 	for _, m := range mods {
 		data, err := ModuleData(m.Path)

@@ -14,6 +14,7 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/spf13/pflag"
 
@@ -170,6 +171,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 	}
 	err = serveAll(ctx, serve)
+	// Background commands (exec_start, guest-exec) end with the agent.
+	svc.KillJobs(10 * time.Second)
 	if err != nil {
 		log.Error("kvmmanager-agent failed", "err", err)
 		return exitFailed

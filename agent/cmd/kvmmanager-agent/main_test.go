@@ -36,7 +36,7 @@ func TestRunExits(t *testing.T) {
 		wantStdout string
 		wantStderr []string // substrings of a single stderr line
 	}{
-		{"version", []string{"--version"}, 0, "kvmmanager-agent 0.0.0-dev (commit unknown, protocol 1.0.0)\n", nil},
+		{"version", []string{"--version"}, 0, "kvmmanager-agent 0.0.0-dev (commit unknown, protocol 1.1.0)\n", nil},
 		{"check seed config", []string{"--check-config", "--config", seedConfig}, 0, seedConfig + ": OK\n", nil},
 		{"check missing config", []string{"--check-config", "--config", filepath.Join(dir, "none.json")}, 0,
 			filepath.Join(dir, "none.json") + " does not exist: the built-in defaults apply\n", nil},

@@ -21,25 +21,25 @@ import (
 const maxStdin = 64 << 20
 
 func commands() []command {
-	return []command{
+	return append([]command{
 		{name: "ping", summary: "Check that the agent answers; shows its clock and the round trip", nargs: exactly(0), argsHelp: "no arguments", setup: setupPing},
 		{name: "info", summary: "Agent version, protocol version and methods (get_agent_info)", nargs: exactly(0), argsHelp: "no arguments", setup: setupInfo},
 		{name: "system", summary: "Guest OS, kernel, hostname, CPUs, memory, uptime (get_system_info)", nargs: exactly(0), argsHelp: "no arguments", setup: setupSystem},
 		{name: "network", summary: "Guest network interfaces and addresses (get_network_info)", nargs: exactly(0), argsHelp: "no arguments", setup: setupNetwork},
 		{name: "disks", summary: "Guest filesystems and their usage (get_disk_usage)", nargs: exactly(0), argsHelp: "no arguments", setup: setupDisks},
-		{name: "exec", args: "[--timeout SECONDS] [--cwd DIR] [--] COMMAND [ARGS...]", rawArgs: true,
+		{name: "exec", args: execSynopsis, rawArgs: true,
 			summary: "Run COMMAND in the guest (no shell); prints its output and exits with its status",
-			nargs:   atLeast(1), argsHelp: "a command to run", setup: setupExec},
-		{name: "read", args: "PATH [--base64]", summary: "Write the content of guest file PATH to stdout (raw bytes; --base64 prints base64 text)",
-			nargs: exactly(1), argsHelp: "one PATH", setup: setupRead},
-		{name: "write", args: "PATH [--mode 0644] [--create-dirs]", summary: "Write stdin to guest file PATH (sent as base64)",
-			nargs: exactly(1), argsHelp: "one PATH", setup: setupWrite},
+			nargs:   atLeast(1), argsHelp: "a command to run", setup: setupExecAll},
+		{name: "read", args: "PATH [--base64] [--chunk BYTES]", summary: "Write the content of guest file PATH to stdout (raw bytes; --base64 prints base64 text; any size, sha256 verified)",
+			nargs: exactly(1), argsHelp: "one PATH", setup: setupReadAll},
+		{name: "write", args: "PATH [--mode 0644] [--create-dirs] [--chunk BYTES]", summary: "Write stdin to guest file PATH (any size, in chunks, replaced at once when complete)",
+			nargs: exactly(1), argsHelp: "one PATH", setup: setupWriteAll},
 		{name: "shutdown", args: "[--force] [--grace SECONDS]", summary: "Power the guest off", nargs: exactly(0), argsHelp: "no arguments", setup: setupPower(protocol.MethodShutdown)},
 		{name: "reboot", args: "[--force] [--grace SECONDS]", summary: "Reboot the guest", nargs: exactly(0), argsHelp: "no arguments", setup: setupPower(protocol.MethodReboot)},
 		{name: "libvirt-xml", args: "[DOMAIN]", offline: true,
 			summary: "Print the libvirt <channel> element that gives a domain the agent port",
 			nargs:   atMost(1), argsHelp: "at most one DOMAIN", setup: setupLibvirtXML},
-	}
+	}, opsCommands()...) // protocol 1.1 guest operations (ops.go)
 }
 
 // printJSON writes v indented, for --json.
