@@ -26,8 +26,10 @@ var (
 	}
 	// UninstallStep removes the agent (--purge also its config and logs).
 	UninstallStep = "sh /media/cdrom/uninstall.sh"
-	// ChannelXML is the libvirt element that gives a VM the agent's port.
-	ChannelXML = "<channel type='unix'>\n  <source mode='bind'/>\n  <target type='virtio' name='org.kvmmanager.agent.0'/>\n</channel>\n"
+	// ChannelXML are the libvirt elements that give a VM the agent's ports:
+	// either is enough (protocol 1.0, or the QEMU guest agent protocol).
+	ChannelXML = "<channel type='unix'>\n  <source mode='bind'/>\n  <target type='virtio' name='org.kvmmanager.agent.0'/>\n</channel>\n" +
+		"<channel type='unix'>\n  <source mode='bind'/>\n  <target type='virtio' name='org.qemu.guest_agent.0'/>\n</channel>\n"
 )
 
 // installText is the install part of readme.txt, without its last newline.
@@ -45,9 +47,11 @@ that directory instead of /media/cdrom. Otherwise mount it first:
 	fmt.Fprintf(&b, "    %-38s %s\n", UninstallStep, "remove (--purge also removes the config)")
 	b.WriteString(`
 Then check it with "systemctl status kvmmanager-agent" (or
-"rc-service kvmmanager-agent status" under OpenRC). The VM needs this channel
-inside <devices> of its libvirt definition ("virsh edit VM", then shut the
-VM down and start it):
+"rc-service kvmmanager-agent status" under OpenRC). The VM needs one of these
+channels inside <devices> of its libvirt definition ("virsh edit VM", then
+shut the VM down and start it): org.kvmmanager.agent.0 carries the agent's
+protocol 1.0, org.qemu.guest_agent.0 the QEMU guest agent protocol (the port
+virt-manager adds to every VM). Either is enough:
 
 `)
 	for line := range strings.Lines(ChannelXML) {

@@ -16,9 +16,10 @@ import (
 	"github.com/kvmmanager/guest-agent/build/repo"
 	"github.com/kvmmanager/guest-agent/build/signing"
 	"github.com/kvmmanager/guest-agent/build/signing/signingtest"
+	"github.com/kvmmanager/guest-agent/build/testenv"
 )
 
-var repoRoot, _ = filepath.Abs(filepath.Join("..", ".."))
+var repoRoot = testenv.MustRoot()
 
 // The two versions every test puts in a repository: an install, then an upgrade.
 const (
