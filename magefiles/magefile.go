@@ -30,7 +30,8 @@ func buildOptions() (pipeline.Options, error) {
 	return pipeline.Options{Root: wd, Out: os.Stdout, Getenv: os.Getenv}, nil
 }
 
-// Build cross-compiles the agent and agentctl for linux/amd64 and linux/arm64 into dist/bin/.
+// Build cross-compiles the agent and agentctl for linux/amd64 and linux/arm64, and the agent for windows/amd64
+// and windows/arm64, into dist/bin/.
 func Build(ctx context.Context) error {
 	opts, err := buildOptions()
 	if err != nil {
@@ -93,8 +94,8 @@ func Clean() error {
 	return pipeline.Clean(opts)
 }
 
-// Test runs go vet, the tests (race detector on ./agent/..., the vmtest tag on the rest), shellcheck and
-// actionlint, prints progress while they run and ends with one summary line. Needs root, gcc and libc6-dev
+// Test runs go vet (also for windows/amd64 and arm64 on ./agent/...), the tests (race detector on ./agent/...,
+// the vmtest tag on the rest), the agent's Windows tests under Wine, shellcheck and actionlint, prints progress while they run and ends with one summary line. Needs root, gcc and libc6-dev
 // (race detector) and the tools listed in README; about 15 minutes on 2 cores.
 func Test(ctx context.Context) error {
 	opts, err := buildOptions()
@@ -103,6 +104,11 @@ func Test(ctx context.Context) error {
 	}
 	r := &testrun.Runner{Dir: opts.Root, Out: os.Stdout}
 	r.Command(ctx, "go vet", "go", "vet", "-tags", "vmtest", "./...")
+	for _, arch := range []string{"amd64", "arm64"} {
+		r.Func("GOOS=windows GOARCH="+arch+" go vet ./agent/...", func() error {
+			return goEnvCmd(ctx, []string{"GOOS=windows", "GOARCH=" + arch}, "vet", "./agent/...")
+		})
+	}
 	if _, err := exec.LookPath("gcc"); err != nil {
 		r.Func("go test -race ./agent/...", func() error {
 			return fmt.Errorf("the race detector needs a C compiler: apt-get install gcc libc6-dev")
@@ -117,7 +123,9 @@ func Test(ctx context.Context) error {
 	// ./build/... holds the slow VM and distro tests: no race detector there.
 	// Tests that boot VMs, build chroots or drive libvirt carry the build tag
 	// vmtest, so a plain `go test ./...` stays fast and leaves the tree alone.
-	r.GoTest(ctx, "go test -tags vmtest ./build/...", append([]string{"-tags", "vmtest", "-timeout", "40m"}, rest...)...)
+	r.GoTest(ctx, "go test -tags vmtest ./build/...", append([]string{"-tags", "vmtest", "-timeout", "70m"}, rest...)...)
+	// The agent built for Windows, its tests run under Wine.
+	r.Func("windows tests under Wine", func() error { return windowsTests(ctx) })
 	if _, err := exec.LookPath("shellcheck"); err != nil {
 		if testenv.Required() {
 			r.Func("shellcheck", func() error {
@@ -135,8 +143,14 @@ func Test(ctx context.Context) error {
 }
 
 func goCmd(ctx context.Context, args ...string) error {
-	fmt.Println("go " + strings.Join(args, " "))
+	return goEnvCmd(ctx, nil, args...)
+}
+
+// goEnvCmd runs go with env added to the environment.
+func goEnvCmd(ctx context.Context, env []string, args ...string) error {
+	fmt.Println(strings.TrimSpace(strings.Join(env, " ") + " go " + strings.Join(args, " ")))
 	cmd := exec.CommandContext(ctx, "go", args...)
+	cmd.Env = append(os.Environ(), env...)
 	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
 	if err := cmd.Run(); err != nil {
 		return fmt.Errorf("go %s: %w", args[0], err)

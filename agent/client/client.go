@@ -108,6 +108,9 @@ func Dial(ctx context.Context, socketPath string, opts ...Option) (*Client, erro
 }
 
 func (c *Client) dial(ctx context.Context) (net.Conn, error) {
+	if c.opts.dial != nil {
+		return c.opts.dial(ctx)
+	}
 	var d net.Dialer
 	return d.DialContext(ctx, "unix", c.path)
 }

@@ -1,7 +1,9 @@
 package client
 
 import (
+	"context"
 	"log/slog"
+	"net"
 	"time"
 )
 
@@ -17,6 +19,7 @@ type options struct {
 	readyInterval    time.Duration
 	readyAttempt     time.Duration
 	logger           *slog.Logger
+	dial             func(ctx context.Context) (net.Conn, error)
 }
 
 // Defaults of the options.
@@ -95,4 +98,10 @@ func WithLogger(l *slog.Logger) Option {
 			o.logger = l
 		}
 	}
+}
+
+// WithDialer makes the client connect (and reconnect) with dial instead of
+// dialing the unix socket path, e.g. to a named pipe on Windows.
+func WithDialer(dial func(ctx context.Context) (net.Conn, error)) Option {
+	return func(o *options) { o.dial = dial }
 }

@@ -1,5 +1,8 @@
 // Package config loads and validates the agent's configuration file,
-// /etc/kvmmanager-agent/config.json by default.
+// DefaultPath unless given: /etc/kvmmanager-agent/config.json on Linux,
+// %ProgramData%\kvmmanager-agent\config.json on Windows. What differs per
+// OS (that path and the default paths and commands) lives in defaults_*.go;
+// the schema, the strict parsing and the validation are shared.
 //
 // The schema is the seed's (protocol 1.0 era) plus a few optional keys with
 // safe defaults. Decoding is strict: an unknown key, a wrong type or a bad
@@ -22,9 +25,6 @@ import (
 	"github.com/kvmmanager/guest-agent/agent/policy"
 	"github.com/kvmmanager/guest-agent/agent/qga/qapi"
 )
-
-// DefaultPath is where the agent looks for its configuration.
-const DefaultPath = "/etc/kvmmanager-agent/config.json"
 
 // Limits on configurable values.
 const (
@@ -106,10 +106,10 @@ const (
 // packaging/config.json plus the defaults of the optional keys.
 func Default() *Config {
 	return &Config{
-		AllowedReadPaths:        []string{"/etc", "/proc", "/sys", "/var/log", "/tmp", "/usr/lib/os-release"},
-		AllowedWritePaths:       []string{"/tmp", "/var/tmp"},
+		AllowedReadPaths:        slices.Clone(defaultReadPaths),
+		AllowedWritePaths:       slices.Clone(defaultWritePaths),
 		CommandWhitelistEnabled: false,
-		CommandWhitelist:        []string{"ls", "cat", "grep", "ps", "df", "free", "uptime"},
+		CommandWhitelist:        slices.Clone(defaultWhitelist),
 		MaxFileSizeBytes:        10485760,
 		CommandTimeoutSeconds:   30,
 		LogLevel:                "info",
@@ -294,7 +294,7 @@ func (c *Config) validate() (key, msg string) {
 		}
 	}
 	for _, name := range c.CommandWhitelist {
-		if name == "" || (strings.ContainsRune(name, '/') && !filepath.IsAbs(name)) {
+		if name == "" || (strings.ContainsAny(name, pathSeparators) && !filepath.IsAbs(name)) {
 			return "command_whitelist", fmt.Sprintf("entry %q must be a bare command name or an absolute path", name)
 		}
 	}

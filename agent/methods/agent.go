@@ -3,6 +3,7 @@ package methods
 import (
 	"context"
 	"encoding/json"
+	"runtime"
 	"time"
 
 	"github.com/kvmmanager/guest-agent/agent/protocol"
@@ -25,7 +26,7 @@ func (s *Service) agentInfo(_ context.Context, params json.RawMessage) (any, err
 	return protocol.AgentInfo{
 		Version:         version.Version,
 		ProtocolVersion: protocol.Version,
-		Platform:        "linux",
+		Platform:        runtime.GOOS, // "linux" or "windows"
 		Capabilities:    s.capabilities(),
 	}, nil
 }

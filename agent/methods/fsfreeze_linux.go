@@ -130,6 +130,10 @@ func (s *Service) FsfreezeFreeze(ctx context.Context, mountpoints []string) (pro
 			s.log.Warn("cannot record the freeze; a restarted agent would not know of it", "err", err)
 		}
 	}
+	// The last line logged before anything is frozen (as qemu-ga's
+	// "guest-fsfreeze called"): an admin reading the journal sees when a
+	// freeze began; nothing is logged again until the thaw.
+	s.log.Info("freezing file systems", "count", len(cands), "auto_thaw_seconds", int(bound/time.Second))
 	var frozen []string
 	for _, m := range cands {
 		err := s.guest.fsIoctl(m.mountPoint, ioctlFIFREEZE, nil)

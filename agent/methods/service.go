@@ -153,21 +153,19 @@ func (s *Service) allHandlers() map[string]server.Handler {
 		protocol.MethodReboot:         s.reboot,
 		protocol.MethodSync:           s.sync,
 	}
-	// Protocol 1.1: background commands (exec_start.go), file_stat
-	// (transfer.go) and the guest operations (guestops_rpc.go).
-	all[protocol.MethodExecStart] = s.execStart
-	all[protocol.MethodExecStatus] = s.execStatus
-	all[protocol.MethodExecKill] = s.execKill
-	all[protocol.MethodFileStat] = s.fileStat
-	maps.Copy(all, s.guestOpsHandlers())
+	// Protocol 1.1 (methods11, per OS): background commands
+	// (exec_start.go), file_stat (transfer.go) and the guest operations
+	// (guestops_rpc.go).
+	maps.Copy(all, s.methods11())
 	return all
 }
 
 // capabilities lists the enabled methods in protocol order.
 func (s *Service) capabilities() []string {
 	out := []string{}
+	all := s.allHandlers()
 	for _, m := range append(slices.Clip(protocol.Methods), protocol.Methods11...) {
-		if !s.cfg.MethodDisabled(m) {
+		if !s.cfg.MethodDisabled(m) && all[m] != nil {
 			out = append(out, m)
 		}
 	}

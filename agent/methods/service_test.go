@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -18,6 +19,9 @@ import (
 // tests must run against.
 func seedConfig(t testing.TB) *config.Config {
 	t.Helper()
+	if runtime.GOOS == "windows" {
+		return config.Default() // the shipped file holds Linux paths
+	}
 	cfg, err := config.Load(testenv.RepoPath(t, "packaging/config.json"))
 	if err != nil {
 		t.Fatalf("load seed config: %v", err)
@@ -105,6 +109,15 @@ func TestHandlersCoverEveryMethod(t *testing.T) {
 	s := newService(t, nil)
 	h := s.Handlers()
 	all := append(slices.Clone(protocol.Methods), protocol.Methods11...)
+	if runtime.GOOS == "windows" {
+		// The 1.1 guest operations are Linux's so far: absent, -32601.
+		all = slices.Clone(protocol.Methods)
+		for _, m := range protocol.Methods11 {
+			if h[m] != nil {
+				t.Errorf("handler for %s on Windows", m)
+			}
+		}
+	}
 	for _, m := range all {
 		if h[m] == nil {
 			t.Errorf("no handler for %s", m)

@@ -1,3 +1,5 @@
+//go:build !windows
+
 package policy
 
 import (
@@ -123,7 +125,7 @@ func checkExecutable(p string) error {
 		if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR) {
 			return fmt.Errorf("command %s: %w", p, ErrCommandNotFound)
 		}
-		return fmt.Errorf("stat %s: %w", p, err)
+		return err // *fs.PathError: already "stat PATH: ..."
 	}
 	if !fi.Mode().IsRegular() || fi.Mode().Perm()&0o111 == 0 {
 		return fmt.Errorf("command %s: %w", p, ErrNotExecutable)

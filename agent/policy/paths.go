@@ -1,3 +1,5 @@
+//go:build !windows
+
 // Package policy holds the agent's security decisions: which paths file_read
 // and file_write may touch and which symbolic links on the way may be
 // followed (see Paths), and which commands exec_command may run (resolved

@@ -1,3 +1,5 @@
+//go:build !windows
+
 package qga
 
 // The registry: every command the dialect answers, as groups. guest-info

@@ -1,3 +1,5 @@
+//go:build !windows
+
 // Package qga serves the QEMU guest agent protocol (qemu-ga's dialect of
 // QMP) on the virtio-serial port org.qemu.guest_agent.0, over the same back
 // end (agent/methods), policy and configuration as the agent's JSON-RPC

@@ -6,9 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -20,27 +18,14 @@ import (
 // full, the agent stops reading. When the host reads again, every request
 // the agent took gets exactly one whole reply.
 func TestHostThatNeverReadsIsBounded(t *testing.T) {
-	sock := filepath.Join(t.TempDir(), "s")
-	ln, err := net.Listen("unix", sock)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
+	agent, host := socketPair(t)
 	srv := New(testHandlers(), Options{MaxConcurrent: 4, Inline: map[string]bool{"ping": true}})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go func() {
-		c, err := ln.Accept()
-		if err != nil {
-			return
-		}
-		defer c.Close()
-		srv.ServeConn(ctx, c)
+		defer agent.Close()
+		srv.ServeConn(ctx, agent)
 	}()
-	host, err := net.Dial("unix", sock)
-	if err != nil {
-		t.Fatal(err)
-	}
 	defer host.Close()
 
 	// 4 MiB of requests: far more than socket buffers plus maxPending.

@@ -8,10 +8,8 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"os"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 
 	"github.com/kvmmanager/guest-agent/agent/protocol"
@@ -86,27 +84,6 @@ func (c *client) recv() string {
 		c.t.Fatalf("receive: %v (got %q)", err, line)
 	}
 	return strings.TrimSuffix(line, "\n")
-}
-
-// socketPair returns the two ends of a connected unix stream socket pair:
-// unlike net.Pipe it buffers, as the agent's real transports do.
-func socketPair(t *testing.T) (net.Conn, net.Conn) {
-	t.Helper()
-	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
-	if err != nil {
-		t.Fatalf("socketpair: %v", err)
-	}
-	var conns [2]net.Conn
-	for i, fd := range fds {
-		f := os.NewFile(uintptr(fd), "socketpair")
-		c, err := net.FileConn(f)
-		f.Close()
-		if err != nil {
-			t.Fatalf("socketpair: %v", err)
-		}
-		conns[i] = c
-	}
-	return conns[0], conns[1]
 }
 
 const pingSentinel = `{"jsonrpc":"2.0","method":"ping","id":"sentinel"}` + "\n"

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io/fs"
 	"log/slog"
 	"net"
 	"os"
@@ -110,7 +109,7 @@ type device struct {
 // being one srv.ServeConn session. If the path is a unix socket, ServeDevice
 // dials it and redials when the connection ends.
 func ServeDevice(ctx context.Context, opts DeviceOptions, srv Server) error {
-	d := &device{opts: opts, log: opts.Logger, open: openFDPort, sleep: sleep, after: time.After}
+	d := &device{opts: opts, log: opts.Logger, open: openPort, sleep: sleep, after: time.After}
 	if d.log == nil {
 		d.log = slog.New(slog.DiscardHandler)
 	}
@@ -121,19 +120,6 @@ func ServeDevice(ctx context.Context, opts DeviceOptions, srv Server) error {
 		d.opts.SysRoot = "/sys"
 	}
 	return d.serve(ctx, srv)
-}
-
-func (d *device) locate() (string, error) {
-	if d.opts.Path == "" {
-		if d.opts.PortName != "" {
-			return FindPortNamed(d.opts.PortName, d.opts.DevRoot, d.opts.SysRoot)
-		}
-		return FindPort(d.opts.DevRoot, d.opts.SysRoot)
-	}
-	if _, err := os.Stat(d.opts.Path); err != nil {
-		return "", fmt.Errorf("stat %s: %w", d.opts.Path, err)
-	}
-	return d.opts.Path, nil
 }
 
 func (d *device) serve(ctx context.Context, srv Server) error {
@@ -220,11 +206,6 @@ func (d *device) yield(ctx context.Context, path string, lastErr *string) bool {
 	}
 	d.sleep(ctx, d.recheck())
 	return true
-}
-
-func isSocket(path string) bool {
-	fi, err := os.Stat(path)
-	return err == nil && fi.Mode().Type() == fs.ModeSocket
 }
 
 // servePort opens the port once and serves it as one stream for as long as

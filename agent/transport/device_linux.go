@@ -3,6 +3,7 @@ package transport
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"os/signal"
 	"syscall"
@@ -17,6 +18,31 @@ import (
 type fdPort struct {
 	fd, efd int
 	sigio   chan os.Signal
+}
+
+// openPort opens the port at path.
+func openPort(path string) (port, error) { return openFDPort(path) }
+
+// locate returns the path of the port: the one given, or the one found by
+// name (FindPortNamed) or as the agent's port (FindPort).
+func (d *device) locate() (string, error) {
+	if d.opts.Path == "" {
+		if d.opts.PortName != "" {
+			return FindPortNamed(d.opts.PortName, d.opts.DevRoot, d.opts.SysRoot)
+		}
+		return FindPort(d.opts.DevRoot, d.opts.SysRoot)
+	}
+	if _, err := os.Stat(d.opts.Path); err != nil {
+		return "", err // *fs.PathError: already "stat PATH: ..."
+	}
+	return d.opts.Path, nil
+}
+
+// isSocket reports whether path is a unix socket standing in for the port
+// (served by dialing it).
+func isSocket(path string) bool {
+	fi, err := os.Stat(path)
+	return err == nil && fi.Mode().Type() == fs.ModeSocket
 }
 
 func openFDPort(path string) (port, error) {

@@ -10,13 +10,6 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-func touch(t *testing.T, path string) {
-	t.Helper()
-	if err := os.WriteFile(path, nil, 0o600); err != nil {
-		t.Fatal(err)
-	}
-}
-
 // TestFDPort checks the real port code on a socket pair, whose end of file
 // and hang-up after the peer closes look like a port whose host left.
 func TestFDPort(t *testing.T) {

@@ -1,7 +1,7 @@
 // Package binaries cross-compiles the project's commands (the guest agent and
-// the host CLI) for linux/amd64 and linux/arm64 as static, reproducible
-// executables: CGO_ENABLED=0, -trimpath, no build id, version stamped with
-// -ldflags -X.
+// the host CLI) for linux/amd64 and linux/arm64, and the agent also for
+// windows/amd64 and windows/arm64, as static, reproducible executables:
+// CGO_ENABLED=0, -trimpath, no build id, version stamped with -ldflags -X.
 package binaries
 
 import (
@@ -23,15 +23,40 @@ import (
 // Arches are the Go architectures every release carries.
 var Arches = []string{"amd64", "arm64"}
 
+// WindowsArches are the Go architectures of the Windows agent.
+var WindowsArches = []string{"amd64", "arm64"}
+
+// Platform is a GOOS/GOARCH pair.
+type Platform struct{ OS, Arch string }
+
+// String is "linux-amd64": the directory of the platform's binaries.
+func (p Platform) String() string { return p.OS + "-" + p.Arch }
+
 // Command is one main package to build.
 type Command struct {
-	Name     string // output file name, e.g. "kvmmanager-agent"
+	Name     string // output file name, e.g. "kvmmanager-agent" (".exe" is added for Windows)
 	Package  string // package path relative to the module root, e.g. "./agent/cmd/kvmmanager-agent"
 	Required bool   // a missing package directory is an error rather than a notice
+	Windows  bool   // also built for windows/WindowsArches
+}
+
+// Platforms returns what c is built for: linux on Arches, then windows on
+// WindowsArches for a command that runs on Windows.
+func (c Command) Platforms() []Platform {
+	var out []Platform
+	for _, a := range Arches {
+		out = append(out, Platform{"linux", a})
+	}
+	if c.Windows {
+		for _, a := range WindowsArches {
+			out = append(out, Platform{"windows", a})
+		}
+	}
+	return out
 }
 
 // Agent is the guest agent, shipped on the ISO and in the packages.
-var Agent = Command{Name: "kvmmanager-agent", Package: "./agent/cmd/kvmmanager-agent", Required: true}
+var Agent = Command{Name: "kvmmanager-agent", Package: "./agent/cmd/kvmmanager-agent", Required: true, Windows: true}
 
 // AgentCtl is the host-side CLI; it is built but not shipped to guests.
 var AgentCtl = Command{Name: "kvmmanager-agentctl", Package: "./agent/cmd/kvmmanager-agentctl"}
@@ -45,9 +70,9 @@ const versionPkg = "github.com/kvmmanager/guest-agent/agent/version"
 // Options configure Build.
 type Options struct {
 	Root     string       // module root
-	Dist     string       // output root; binaries go to Dist/bin/linux-<arch>/<name>
+	Dist     string       // output root; binaries go to Dist/bin/<os>-<arch>/<name>
 	Info     version.Info // identity stamped into the binaries
-	Arches   []string     // default Arches
+	Arches   []string     // linux architectures; default Arches (Windows: the command's platforms)
 	Commands []Command    // commands to build; nil builds every present command
 	Notices  func(string) // receives notices about skipped commands (may be nil)
 }
@@ -55,15 +80,25 @@ type Options struct {
 // Binary is one built executable.
 type Binary struct {
 	Command Command
+	OS      string // "linux" or "windows"
 	Arch    string
 	Path    string
 	// Duration is how long compiling it took (builds run in parallel).
 	Duration time.Duration
 }
 
-// Path returns where the binary of cmd for arch is written under dist.
+// Path returns where the linux binary of cmd for arch is written under dist.
 func Path(dist, arch, name string) string {
-	return filepath.Join(dist, "bin", "linux-"+arch, name)
+	return PlatformPath(dist, Platform{"linux", arch}, name)
+}
+
+// PlatformPath returns where the binary name for p is written under dist:
+// Dist/bin/<os>-<arch>/<name>, with ".exe" on Windows.
+func PlatformPath(dist string, p Platform, name string) string {
+	if p.OS == "windows" {
+		name += ".exe"
+	}
+	return filepath.Join(dist, "bin", p.String(), name)
 }
 
 // Present returns the commands whose package directory exists under root.
@@ -106,7 +141,12 @@ func Build(ctx context.Context, opts Options) ([]Binary, error) {
 	var out []Binary
 	for _, c := range cmds {
 		for _, a := range arches {
-			out = append(out, Binary{Command: c, Arch: a, Path: Path(opts.Dist, a, c.Name)})
+			out = append(out, Binary{Command: c, OS: "linux", Arch: a, Path: Path(opts.Dist, a, c.Name)})
+		}
+		for _, p := range c.Platforms() {
+			if p.OS != "linux" {
+				out = append(out, Binary{Command: c, OS: p.OS, Arch: p.Arch, Path: PlatformPath(opts.Dist, p, c.Name)})
+			}
 		}
 	}
 	errs := make([]error, len(out))
@@ -146,13 +186,13 @@ func compile(ctx context.Context, opts Options, b Binary) error {
 	args := []string{"build", "-trimpath", "-buildvcs=false", "-ldflags", LDFlags(opts.Info), "-o", tmp, b.Command.Package}
 	cmd := exec.CommandContext(ctx, "go", args...)
 	cmd.Dir = opts.Root
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH="+b.Arch)
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS="+b.OS, "GOARCH="+b.Arch)
 	var out bytes.Buffer
 	cmd.Stdout = &out
 	cmd.Stderr = &out
 	if err := cmd.Run(); err != nil {
 		_ = os.Remove(tmp)
-		return fmt.Errorf("go build %s for linux/%s: %w\n%s", b.Command.Package, b.Arch, err, out.String())
+		return fmt.Errorf("go build %s for %s/%s: %w\n%s", b.Command.Package, b.OS, b.Arch, err, out.String())
 	}
 	if err := os.Rename(tmp, b.Path); err != nil {
 		return fmt.Errorf("rename %s: %w", tmp, err)

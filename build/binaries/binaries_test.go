@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"debug/elf"
+	"debug/pe"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -52,6 +53,15 @@ func main() { fmt.Println(version.Version, version.Commit) }
 	return root
 }
 
+func mustImportedLibraries(t *testing.T, f *pe.File) []string {
+	t.Helper()
+	libs, err := f.ImportedLibraries()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return libs
+}
+
 func TestBuildStampsVersionAndIsStatic(t *testing.T) {
 	root := fixtureRoot(t, true)
 	info := version.Info{Version: "1.2.3-rc.1+4.gabcdef0", Commit: "abcdef0123456789", SourceDateEpoch: 1}
@@ -61,14 +71,35 @@ func TestBuildStampsVersionAndIsStatic(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(bins) != 2 {
-		t.Fatalf("built %d binaries, want 2 (agent for amd64 and arm64): %+v", len(bins), bins)
+	if len(bins) != 4 {
+		t.Fatalf("built %d binaries, want 4 (agent for linux and windows, amd64 and arm64): %+v", len(bins), bins)
 	}
 	if len(notices) != 1 || !strings.Contains(notices[0], "kvmmanager-agentctl") {
 		t.Errorf("notices = %q, want one about the missing kvmmanager-agentctl", notices)
 	}
 	machines := map[string]elf.Machine{"amd64": elf.EM_X86_64, "arm64": elf.EM_AARCH64}
+	peMachines := map[string]uint16{"amd64": pe.IMAGE_FILE_MACHINE_AMD64, "arm64": pe.IMAGE_FILE_MACHINE_ARM64}
 	for _, b := range bins {
+		if b.OS == "windows" {
+			if want := filepath.Join(dist, "bin", "windows-"+b.Arch, "kvmmanager-agent.exe"); b.Path != want {
+				t.Errorf("path = %s, want %s", b.Path, want)
+			}
+			f, err := pe.Open(b.Path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if f.Machine != peMachines[b.Arch] {
+				t.Errorf("%s: machine %#x, want %#x", b.Path, f.Machine, peMachines[b.Arch])
+			}
+			for _, imp := range mustImportedLibraries(t, f) {
+				// Static: only system DLLs, no C runtime.
+				if strings.HasPrefix(strings.ToLower(imp), "msvcr") || strings.HasPrefix(strings.ToLower(imp), "libgcc") {
+					t.Errorf("%s imports %s, want no C runtime (CGO_ENABLED=0)", b.Path, imp)
+				}
+			}
+			f.Close()
+			continue
+		}
 		if want := filepath.Join(dist, "bin", "linux-"+b.Arch, "kvmmanager-agent"); b.Path != want {
 			t.Errorf("path = %s, want %s", b.Path, want)
 		}

@@ -228,7 +228,7 @@ func (g *guest) rebootThroughAgent() time.Duration {
 		g.t.Fatalf("reboot: %+v, %v", res, err)
 	}
 	start := time.Now()
-	g.poll("the agent after the reboot", "cat /proc/sys/kernel/random/boot_id", 5*time.Minute,
+	g.poll("the agent after the reboot", "cat /proc/sys/kernel/random/boot_id", 10*time.Minute,
 		func(id string) bool { return id != "" && id != before })
 	return time.Since(start)
 }
@@ -249,7 +249,7 @@ func (g *guest) waitReport(what string, d time.Duration, ok func(distro.Report) 
 // section, which must have succeeded.
 func (g *guest) installed() distro.Section {
 	g.t.Helper()
-	r := g.waitReport("first-boot install", 5*time.Minute, func(r distro.Report) bool { return r.Has("admin-done boot=1") })
+	r := g.waitReport("first-boot install", 10*time.Minute, func(r distro.Report) bool { return r.Has("admin-done boot=1") })
 	if s, ok := r.Section("mount"); !ok || s.RC != 0 {
 		g.t.Fatalf("mounting the CD failed: %+v", s)
 	}

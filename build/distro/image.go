@@ -130,9 +130,16 @@ func build(ctx context.Context, spec Spec, dir string, log io.Writer) error {
 		"--dpkgopt=path-exclude=/usr/share/doc/*",
 		"--dpkgopt=path-exclude=/usr/share/man/*",
 		"--dpkgopt=path-exclude=/usr/share/locale/*",
-		spec.Suite, tree,
 	}
-	if err := run(ctx, log, "mmdebstrap", args...); err != nil {
+	if spec.AptPreferences != "" {
+		if strings.Contains(spec.AptPreferences, "'") {
+			return fmt.Errorf("spec %s: AptPreferences may not hold a single quote", spec.Name)
+		}
+		args = append(args, "--setup-hook=mkdir -p \"$1\"/etc/apt/preferences.d && printf '%s' '"+
+			spec.AptPreferences+"' > \"$1\"/etc/apt/preferences.d/kvmtest")
+	}
+	args = append(args, spec.Suite, tree)
+	if err := runEnv(ctx, log, systemEnv(), "mmdebstrap", args...); err != nil {
 		return err
 	}
 	if err := bake(tree, spec); err != nil {
@@ -175,7 +182,7 @@ type bakedFile struct {
 }
 
 // bake writes the test's files into the image tree: fstab, hostname, the
-// administrator and how the init system runs it.
+// spec's own files, the administrator and how the init system runs it.
 func bake(tree string, spec Spec) error {
 	admin, err := guestFiles.ReadFile("guest/kvmtest-admin.sh")
 	if err != nil {
@@ -188,6 +195,9 @@ func bake(tree string, spec Spec) error {
 		{"etc/fstab", 0o644, []byte("/dev/vda\t/\text4\trw,errors=remount-ro\t0\t1\n")},
 		{"etc/kvmtest/install", 0o644, []byte(spec.Install + "\n")},
 		{"usr/local/sbin/kvmtest-admin", 0o755, admin},
+	}
+	for _, f := range spec.Files {
+		files = append(files, bakedFile{f.Path, f.Mode, []byte(f.Data)})
 	}
 	switch spec.Init {
 	case InitSystemd:
@@ -203,6 +213,10 @@ func bake(tree string, spec Spec) error {
 	for _, f := range files {
 		p := filepath.Join(tree, f.path)
 		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			return fmt.Errorf("bake %s: %w", p, err)
+		}
+		// Replace, not follow, a symlink (Debian's /etc/os-release is one).
+		if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return fmt.Errorf("bake %s: %w", p, err)
 		}
 		if err := os.WriteFile(p, f.data, f.mode); err != nil {
@@ -296,11 +310,34 @@ func copyFile(src, dst string) error {
 	return nil
 }
 
+// systemPath is the PATH mmdebstrap runs with: the system's own tools only.
+// mmdebstrap runs its helper mmtarfilter (`#!/usr/bin/env python3`) once per
+// package when paths are excluded; a PATH that starts with a Python version
+// manager's shims (pyenv on the CI machine) makes each start cost seconds.
+const systemPath = "/usr/sbin:/usr/bin:/sbin:/bin"
+
+// systemEnv is the environment with PATH set to systemPath.
+func systemEnv() []string {
+	env := []string{"PATH=" + systemPath}
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "PATH=") {
+			env = append(env, kv)
+		}
+	}
+	return env
+}
+
 // run runs a command, sending its output to log; on failure the error holds
 // the last lines of the output.
 func run(ctx context.Context, log io.Writer, name string, args ...string) error {
+	return runEnv(ctx, log, nil, name, args...)
+}
+
+// runEnv is run with the environment env (nil: this process's).
+func runEnv(ctx context.Context, log io.Writer, env []string, name string, args ...string) error {
 	var tail bytes.Buffer
 	cmd := exec.CommandContext(ctx, name, args...)
+	cmd.Env = env
 	cmd.Stdout = io.MultiWriter(log, &tail)
 	cmd.Stderr = cmd.Stdout
 	if err := cmd.Run(); err != nil {

@@ -120,22 +120,29 @@ func TestCalmLog(t *testing.T) {
 }
 
 func TestSpecKeysDiffer(t *testing.T) {
-	a, err := distro.Debian12Systemd.Key()
-	if err != nil {
-		t.Fatal(err)
+	seen := map[string]string{}
+	for _, spec := range distro.Specs {
+		k, err := spec.Key()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if again, _ := spec.Key(); again != k {
+			t.Errorf("%s: key %s then %s, want it stable", spec.Name, k, again)
+		}
+		if other, ok := seen[k]; ok {
+			t.Errorf("%s and %s share the key %s", spec.Name, other, k)
+		}
+		seen[k] = spec.Name
 	}
-	b, err := distro.Debian12OpenRC.Key()
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := distro.Debian12Systemd
-	s.Packages = append(append([]string(nil), s.Packages...), "less")
-	c, err := s.Key()
-	if err != nil {
-		t.Fatal(err)
-	}
-	again, _ := distro.Debian12Systemd.Key()
-	if a == b || a == c || a != again {
-		t.Errorf("keys: systemd %s, openrc %s, systemd+less %s, systemd again %s: want stable and distinct", a, b, c, again)
+	// Any change of what goes into an image changes its key.
+	base, _ := distro.Debian12Systemd.Key()
+	more := distro.Debian12Systemd
+	more.Packages = append(append([]string(nil), more.Packages...), "less")
+	file := distro.Debian12Systemd
+	file.Files = []distro.File{{Path: "etc/motd", Mode: 0o644, Data: "hello\n"}}
+	for name, s := range map[string]distro.Spec{"one more package": more, "one more file": file} {
+		if k, _ := s.Key(); k == base {
+			t.Errorf("%s: key unchanged (%s)", name, k)
+		}
 	}
 }

@@ -93,7 +93,7 @@ func TestReadmeMatchesInstallSteps(t *testing.T) {
 }
 
 func TestReadmeTextHasInstallSteps(t *testing.T) {
-	txt := readme("1.2.3", []string{"amd64"}, nil)
+	txt := readme("1.2.3", []string{"amd64"}, nil, nil)
 	want := []string{"KVM Manager guest agent 1.2.3\n", "    " + MountStep + "\n", "    " + UninstallStep + " ", "openSUSE",
 		"      <source mode='bind'/>\n", "    </channel>\n\nContents:\n", "linux-amd64/kvmmanager-agent"}
 	for _, s := range InstallSteps {

@@ -11,6 +11,8 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+
+	"github.com/kvmmanager/guest-agent/build/binaries"
 )
 
 // modulePath returns the module path declared in root/go.mod.
@@ -34,19 +36,20 @@ func modulePath(root string) (string, error) {
 }
 
 // commandSources returns the files of the module (relative to root) that
-// go build compiles into the main package pkg ("./agent/cmd/x") for linux on
-// any of arches: the non-test Go and assembly files and embedded files of
+// go build compiles into the main package pkg ("./agent/cmd/x") for any of
+// platforms: the non-test Go and assembly files and embedded files of
 // the package and of every package of the module it imports, with the build
 // constraints of each architecture applied (CGO_ENABLED=0). Packages outside
 // the module are pinned by go.mod and go.sum, which the caller hashes too.
 //
 // It reads only the package clauses and imports (go/build), so it costs a
 // few milliseconds, where `go list -deps` would start the go command.
-func commandSources(root, module, pkg string, arches []string) ([]string, error) {
+func commandSources(root, module, pkg string, platforms []binaries.Platform) ([]string, error) {
 	files := map[string]bool{}
-	for _, arch := range arches {
+	for _, pl := range platforms {
+		goos, arch := pl.OS, pl.Arch
 		ctx := build.Default
-		ctx.GOOS, ctx.GOARCH, ctx.CgoEnabled = "linux", arch, false
+		ctx.GOOS, ctx.GOARCH, ctx.CgoEnabled = goos, arch, false
 		seen := map[string]bool{}
 		var visit func(dir string) error
 		visit = func(dir string) error {
@@ -56,7 +59,7 @@ func commandSources(root, module, pkg string, arches []string) ([]string, error)
 			seen[dir] = true
 			p, err := ctx.ImportDir(filepath.Join(root, filepath.FromSlash(dir)), 0)
 			if err != nil {
-				return fmt.Errorf("list the sources of %s for linux/%s: %w", dir, arch, err)
+				return fmt.Errorf("list the sources of %s for %s/%s: %w", dir, goos, arch, err)
 			}
 			for _, group := range [][]string{p.GoFiles, p.SFiles, p.HFiles, p.SysoFiles} {
 				for _, f := range group {

@@ -8,6 +8,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/kvmmanager/guest-agent/build/binaries"
 )
 
 func TestCommandSources(t *testing.T) {
@@ -25,7 +27,8 @@ func TestCommandSources(t *testing.T) {
 		{
 			pkg: "./agent/cmd/kvmmanager-agent",
 			want: []string{"agent/cmd/kvmmanager-agent/main.go", "agent/methods/files.go",
-				"agent/server/server.go", "agent/methods/disk_linux.go", "agent/protocol/protocol.go"},
+				"agent/server/server.go", "agent/methods/disk_linux.go", "agent/protocol/protocol.go",
+				"agent/methods/disk_windows.go", "agent/cmd/kvmmanager-agent/service_windows.go"},
 			// The host CLI, tests and build logic do not go into the agent.
 			notWant: []string{"agent/cmd/kvmmanager-agentctl/main.go", "agent/methods/files_test.go",
 				"build/pipeline/pipeline.go", "go.mod"},
@@ -37,7 +40,7 @@ func TestCommandSources(t *testing.T) {
 		},
 	} {
 		t.Run(tc.pkg, func(t *testing.T) {
-			got, err := commandSources(repoRoot, module, tc.pkg, []string{"amd64", "arm64"})
+			got, err := commandSources(repoRoot, module, tc.pkg, []binaries.Platform{{OS: "linux", Arch: "amd64"}, {OS: "linux", Arch: "arm64"}, {OS: "windows", Arch: "amd64"}})
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -181,7 +181,7 @@ func (r *run) binaries(ctx context.Context) ([]binaries.Binary, string, error) {
 		agentKey string
 	)
 	for _, c := range cmds {
-		srcs, err := commandSources(r.opts.Root, module, c.Package, binaries.Arches)
+		srcs, err := commandSources(r.opts.Root, module, c.Package, c.Platforms())
 		if err != nil {
 			return nil, "", err
 		}
@@ -190,11 +190,11 @@ func (r *run) binaries(ctx context.Context) ([]binaries.Binary, string, error) {
 			return nil, "", err
 		}
 		s := step{cmd: c, st: stampPath(r.opts.Dist, "binary-"+c.Name),
-			key: hashStrings("binary/2", r.info.Version, r.info.Commit, fmt.Sprint(r.info.SourceDateEpoch),
-				runtime.Version(), fmt.Sprint(binaries.Arches), c.Name+"="+c.Package, src)}
-		for _, a := range binaries.Arches {
-			p := binaries.Path(r.opts.Dist, a, c.Name)
-			want = append(want, binaries.Binary{Command: c, Arch: a, Path: p})
+			key: hashStrings("binary/3", r.info.Version, r.info.Commit, fmt.Sprint(r.info.SourceDateEpoch),
+				runtime.Version(), fmt.Sprint(c.Platforms()), c.Name+"="+c.Package, src)}
+		for _, pl := range c.Platforms() {
+			p := binaries.PlatformPath(r.opts.Dist, pl, c.Name)
+			want = append(want, binaries.Binary{Command: c, OS: pl.OS, Arch: pl.Arch, Path: p})
 			s.outputs = append(s.outputs, p)
 		}
 		if c.Name == binaries.Agent.Name {
@@ -234,7 +234,7 @@ func (r *run) packages(ctx context.Context) ([]packages.Package, map[string]stri
 	}
 	agents := map[string]string{}
 	for _, b := range bins {
-		if b.Command.Name == binaries.Agent.Name {
+		if b.Command.Name == binaries.Agent.Name && b.OS == "linux" {
 			agents[b.Arch] = b.Path
 		}
 	}
@@ -288,7 +288,16 @@ func (r *run) iso(ctx context.Context) (string, string, error) {
 	}
 	removeStamp(st)
 	t0 := time.Now()
-	in := iso.Inputs{Root: r.opts.Root, Version: r.info.Version, Agents: agents}
+	bins, _, err := r.binaries(ctx)
+	if err != nil {
+		return "", "", err
+	}
+	in := iso.Inputs{Root: r.opts.Root, Version: r.info.Version, Agents: agents, WindowsAgents: map[string]string{}}
+	for _, b := range bins {
+		if b.Command.Name == binaries.Agent.Name && b.OS == "windows" {
+			in.WindowsAgents[b.Arch] = b.Path
+		}
+	}
 	for _, p := range pkgs {
 		in.Packages = append(in.Packages, iso.Package{Arch: p.Arch, Format: p.Format, Path: p.Path})
 	}

@@ -94,7 +94,10 @@ func Release(ctx context.Context, opts Options) (Manifest, error) {
 		return Manifest{}, fmt.Errorf("create %s: %w", sbomDir, err)
 	}
 	for _, b := range bins {
-		name := b.Command.Name + "-linux-" + b.Arch
+		name := b.Command.Name + "-" + b.OS + "-" + b.Arch
+		if b.OS == "windows" {
+			name += ".exe"
+		}
 		assets = append(assets, Asset{File: name, Path: b.Path, Arch: b.Arch, Format: "binary"})
 		doc := filepath.Join(sbomDir, name+sbom.Extension)
 		if err := sbom.WriteFile(doc, sbom.Input{Path: b.Path, Name: b.Command.Name, Version: r.info.Version, Time: r.info.Time()}); err != nil {

@@ -21,7 +21,6 @@ import (
 	"github.com/kvmmanager/guest-agent/agent/config"
 	"github.com/kvmmanager/guest-agent/agent/methods"
 	"github.com/kvmmanager/guest-agent/agent/protocol"
-	"github.com/kvmmanager/guest-agent/agent/qga"
 	"github.com/kvmmanager/guest-agent/agent/qga/qapi"
 	"github.com/kvmmanager/guest-agent/agent/server"
 	"github.com/kvmmanager/guest-agent/agent/transport"
@@ -36,8 +35,14 @@ const (
 )
 
 func main() {
-	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+	// start is per OS: run itself, or on Windows also the service
+	// subcommands and the service control manager's entry (service_windows.go).
+	os.Exit(start(os.Args[1:]))
 }
+
+// baseContext is the parent of run's context: the Windows service cancels
+// it when the service control manager says stop.
+var baseContext = context.Background()
 
 func run(args []string, stdout, stderr io.Writer) int {
 	flags := pflag.NewFlagSet("kvmmanager-agent", pflag.ContinueOnError)
@@ -102,9 +107,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 		if l.value == "" {
 			continue
 		}
-		p, ok := strings.CutPrefix(l.value, "unix:")
+		p, ok := strings.CutPrefix(l.value, transport.ListenScheme+":")
 		if !ok || p == "" {
-			fmt.Fprintf(stderr, "kvmmanager-agent: %s %q: want unix:PATH\n", l.flag, l.value)
+			fmt.Fprintf(stderr, "kvmmanager-agent: %s %q: want %s:PATH\n", l.flag, l.value, transport.ListenScheme)
 			return exitUsage
 		}
 		*l.path = p
@@ -120,7 +125,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	tuneMemory(cfg)
 
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	ctx, stop := signal.NotifyContext(baseContext, syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	// After the first signal, a second one kills at once.
 	context.AfterFunc(ctx, stop)
@@ -136,7 +141,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		// Handlers that never block: answered on the reading goroutine.
 		Inline: svc.NonBlocking(),
 	})
-	dialect := qga.New(svc, cfg, qga.Options{Logger: log, MaxObject: server.LineLimit(cfg.MaxFileSizeBytes), Budget: budget})
+	dialect := newQGADialect(svc, cfg, log, budget) // nil where the QGA back end does not exist (Windows)
 	log.Info("kvmmanager-agent starting", "version", version.Version, "commit", version.Commit,
 		"protocol", protocol.Version, "config", *configPath, "qga_port", cfg.QGAPort)
 
@@ -146,7 +151,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		if listenPath != "" {
 			serve = append(serve, func(ctx context.Context) error { return transport.Listen(ctx, listenPath, srv, log) })
 		}
-		if qgaListenPath != "" {
+		if qgaListenPath != "" && dialect != nil {
 			serve = append(serve, func(ctx context.Context) error { return transport.Listen(ctx, qgaListenPath, dialect, log) })
 		}
 	} else {
@@ -155,7 +160,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 			opts.Path = *device
 		}
 		serve = append(serve, func(ctx context.Context) error { return transport.ServeDevice(ctx, opts, srv) })
-		if cfg.QGAPort == config.QGAPortAuto || *qgaDevice != "" {
+		if dialect == nil {
+			log.Info("the QEMU guest agent protocol is not served on this system (qemu-ga from virtio-win serves it): not serving " + qapi.PortName)
+		} else if cfg.QGAPort == config.QGAPortAuto || *qgaDevice != "" {
 			qopts := transport.DeviceOptions{
 				Logger:   log.With("port", qapi.PortName),
 				PortName: qapi.PortName,
@@ -163,7 +170,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 			}
 			if *qgaDevice == "" {
 				// qemu-ga has the port, or will have it: leave it.
-				qopts.Yield = func() string { return qga.QemuGARunning("/proc") }
+				qopts.Yield = qemuGARunning
 			}
 			serve = append(serve, func(ctx context.Context) error { return transport.ServeDevice(ctx, qopts, dialect) })
 		} else {

@@ -30,6 +30,10 @@ type env struct {
 	stdout  io.Writer
 	stderr  io.Writer
 	locator locator
+	// virsh runs virsh (setup); imagesDir is libvirt's image directory
+	// (iso install, setup's default ISO).
+	virsh     virshFunc
+	imagesDir string
 }
 
 // app holds the global flags and the streams of one run.

@@ -39,6 +39,12 @@ func commands() []command {
 		{name: "libvirt-xml", args: "[DOMAIN]", offline: true,
 			summary: "Print the libvirt <channel> element that gives a domain the agent port",
 			nargs:   atMost(1), argsHelp: "at most one DOMAIN", setup: setupLibvirtXML},
+		{name: "setup", args: "DOMAIN [--iso PATH] [--no-iso]", offline: true,
+			summary: "Give a libvirt domain both agent channels and the agent ISO in its CD-ROM (through virsh)",
+			nargs:   exactly(1), argsHelp: "one DOMAIN", setup: setupSetup},
+		{name: "iso", args: "install [PATH]", offline: true,
+			summary: "Copy the agent ISO (default ./" + isoName + ") to " + defaultImagesDir + "/" + isoName,
+			nargs:   func(n int) bool { return n == 1 || n == 2 }, argsHelp: "install [PATH]", setup: setupISO},
 	}, opsCommands()...) // protocol 1.1 guest operations (ops.go)
 }
 
@@ -250,7 +256,7 @@ func cliCreateDirs(err error) error {
 func setupPower(method string) func(a *app, fs *pflag.FlagSet) action {
 	return func(a *app, fs *pflag.FlagSet) action {
 		force := fs.Bool("force", false, "act at once (sync and reboot(2)) instead of asking the init system")
-		grace := fs.Int("grace", 0, "`SECONDS` the init system gets before the agent forces it (default: the agent's, 60)")
+		grace := fs.Int("grace", 0, "with --force: `SECONDS` the init system gets before the agent forces it (without --grace: forced at once); without --force the agent only asks the init system, never forces")
 		return func(ctx context.Context, _ []string) error {
 			if *grace < 0 {
 				return usagef("%s --grace must be positive", method)

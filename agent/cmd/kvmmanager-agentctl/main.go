@@ -18,10 +18,12 @@ import (
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	code := run(ctx, os.Args[1:], env{
-		stdin:   os.Stdin,
-		stdout:  os.Stdout,
-		stderr:  os.Stderr,
-		locator: systemLocator(),
+		stdin:     os.Stdin,
+		stdout:    os.Stdout,
+		stderr:    os.Stderr,
+		locator:   systemLocator(),
+		virsh:     runVirsh,
+		imagesDir: defaultImagesDir,
 	})
 	stop()
 	os.Exit(code)
