@@ -166,6 +166,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 			qopts := transport.DeviceOptions{
 				Logger:   log.With("port", qapi.PortName),
 				PortName: qapi.PortName,
+				Optional: true,
 				Path:     *qgaDevice,
 			}
 			if *qgaDevice == "" {
