@@ -33,8 +33,20 @@ const (
 	MaxConcurrencyLimit = 1024      // upper bound for max_concurrent_requests
 	MaxOutputLimit      = 64 << 20  // upper bound for max_output_bytes
 	MaxFsfreezeTimeout  = 3600      // upper bound for fsfreeze_timeout_seconds
+	MaxMemoryLimit      = 64 << 30  // upper bound for max_memory_bytes
+	DefaultMaxMemory    = 64 << 20  // default max_memory_bytes
 	MaxBackgroundLimit  = 604800    // upper bound for max_background_seconds (7 days)
 )
+
+// MinMemoryBytes is the smallest max_memory_bytes allowed with files of
+// maxFileSize bytes: request input may take half of the budget, and that
+// half must hold one request line of the largest file_write (the server's
+// line limit: base64 of the file, a sixth more for escapes, 64 KiB of
+// envelope); plus 1 MiB for the small requests beside it. A budget below it
+// would refuse the largest legal request even on an idle agent.
+func MinMemoryBytes(maxFileSize int64) int64 {
+	return 2*(4*((maxFileSize+2)/3)+maxFileSize/6+64<<10) + 1<<20
+}
 
 // Config is the agent configuration. JSON names are the file's keys.
 type Config struct {
@@ -78,6 +90,10 @@ type Config struct {
 	// QGAPort is "auto" (serve org.qemu.guest_agent.0 when it exists and
 	// nobody else, e.g. qemu-ga, holds it) or "off".
 	QGAPort string `json:"qga_port"`
+	// MaxMemoryBytes bounds the memory that requests and replies in flight
+	// hold together, on both ports (default 64 MiB, or MinMemoryBytes of
+	// max_file_size_bytes when that is larger and the key is absent).
+	MaxMemoryBytes int64 `json:"max_memory_bytes"`
 }
 
 // Values of QGAPort.
@@ -103,6 +119,7 @@ func Default() *Config {
 		FsfreezeTimeoutSeconds:  60,
 		AllowAccountChanges:     false,
 		QGAPort:                 QGAPortAuto,
+		MaxMemoryBytes:          DefaultMaxMemory,
 		MaxBackgroundSeconds:    3600,
 	}
 }
@@ -183,6 +200,7 @@ func Parse(path string, data []byte) (*Config, error) {
 		"fsfreeze_timeout_seconds":  &c.FsfreezeTimeoutSeconds,
 		"allow_account_changes":     &c.AllowAccountChanges,
 		"qga_port":                  &c.QGAPort,
+		"max_memory_bytes":          &c.MaxMemoryBytes,
 		"max_background_seconds":    &c.MaxBackgroundSeconds,
 	}
 	fail := func(off int64, key string, format string, args ...any) error {
@@ -253,6 +271,9 @@ func Parse(path string, data []byte) (*Config, error) {
 	if _, err := dec.Token(); err == nil {
 		return nil, fail(dec.InputOffset(), "", "unexpected data after the top-level object")
 	}
+	if !seen["max_memory_bytes"] {
+		c.MaxMemoryBytes = max(DefaultMaxMemory, MinMemoryBytes(c.MaxFileSizeBytes))
+	}
 	if key, msg := c.validate(); key != "" {
 		return nil, fail(offsets[key], key, "%s", msg)
 	}
@@ -293,6 +314,10 @@ func (c *Config) validate() (key, msg string) {
 	}
 	if c.MaxOutputBytes < 0 || c.MaxOutputBytes > MaxOutputLimit {
 		return "max_output_bytes", fmt.Sprintf("must be between 0 and %d, got %d", MaxOutputLimit, c.MaxOutputBytes)
+	}
+	if lo := MinMemoryBytes(c.MaxFileSizeBytes); c.MaxMemoryBytes < lo || c.MaxMemoryBytes > MaxMemoryLimit {
+		return "max_memory_bytes", fmt.Sprintf("must be between %d (twice a request line of max_file_size_bytes %d, plus 1 MiB) and %d, got %d",
+			lo, c.MaxFileSizeBytes, int64(MaxMemoryLimit), c.MaxMemoryBytes)
 	}
 	if c.FsfreezeTimeoutSeconds < 1 || c.FsfreezeTimeoutSeconds > MaxFsfreezeTimeout {
 		return "fsfreeze_timeout_seconds", fmt.Sprintf("must be between 1 and %d, got %d", MaxFsfreezeTimeout, c.FsfreezeTimeoutSeconds)

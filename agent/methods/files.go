@@ -20,6 +20,7 @@ import (
 	"syscall"
 	"time"
 	"unicode/utf8"
+	"unsafe"
 
 	"github.com/kvmmanager/guest-agent/agent/policy"
 	"github.com/kvmmanager/guest-agent/agent/protocol"
@@ -108,10 +109,10 @@ func (s *Service) withFileDeadline(ctx context.Context, fn func() (any, error)) 
 // file_read: a regular file inside allowed_read_paths, at most
 // max_file_size_bytes, as UTF-8 text or base64.
 func (s *Service) fileRead(ctx context.Context, params json.RawMessage) (any, error) {
-	return s.withFileDeadline(ctx, func() (any, error) { return s.fileReadNow(params) })
+	return s.withFileDeadline(ctx, func() (any, error) { return s.fileReadNow(ctx, params) })
 }
 
-func (s *Service) fileReadNow(params json.RawMessage) (any, error) {
+func (s *Service) fileReadNow(ctx context.Context, params json.RawMessage) (any, error) {
 	var p protocol.FileReadParams
 	if err := decodeParams(params, &p); err != nil {
 		return nil, err
@@ -127,7 +128,7 @@ func (s *Service) fileReadNow(params json.RawMessage) (any, error) {
 		return nil, err
 	}
 	if p.Offset != nil || p.Length != nil {
-		return s.fileReadChunk(p, enc) // protocol 1.1 (transfer.go)
+		return s.fileReadChunk(ctx, p, enc) // protocol 1.1 (transfer.go)
 	}
 	res := protocol.FileReadResult{Encoding: enc}
 	var raw server.RawResult
@@ -156,11 +157,12 @@ func (s *Service) fileReadNow(params json.RawMessage) (any, error) {
 		if err != nil {
 			return err
 		}
+		reserve := func(n int64) error { return server.Reserve(ctx, n) }
 		if enc == protocol.EncodingBase64 {
-			raw, err = readBase64Result(r, fi.Size(), s.cfg.MaxFileSizeBytes)
+			raw, err = readBase64Result(r, fi.Size(), s.cfg.MaxFileSizeBytes, reserve)
 			return err
 		}
-		res.Content, res.SizeBytes, err = readContent(r, fi.Size(), s.cfg.MaxFileSizeBytes, enc)
+		res.Content, res.SizeBytes, err = readContent(r, fi.Size(), s.cfg.MaxFileSizeBytes, enc, reserve)
 		return err
 	})
 	if err != nil {
@@ -198,24 +200,29 @@ func (s *Service) checkReadable(fi fs.FileInfo) error {
 // readContent reads at most max bytes of f and returns them encoded. sizeHint
 // is the stat size (0 for /proc and /sys files, whose size is only known by
 // reading). The content is encoded as it streams in, so only the encoded
-// copy is ever held in memory.
-func readContent(f io.Reader, sizeHint, max int64, enc string) (string, int64, error) {
+// copy is ever held in memory. reserve takes memory from the agent's budget
+// before it is allocated: the buffer as it grows and, for UTF-8, the two
+// JSON-escaped copies the server's encoder makes of the content.
+func readContent(f io.Reader, sizeHint, max int64, enc string, reserve func(int64) error) (string, int64, error) {
 	lr := &countingReader{r: io.LimitReader(f, max+1)}
-	var b strings.Builder
 	grow := sizeHint
 	if grow <= 0 {
 		grow = 4096
 	}
 	var err error
+	var out string
 	if enc == protocol.EncodingBase64 {
+		var b strings.Builder
 		b.Grow(base64.StdEncoding.EncodedLen(int(grow)))
 		w := base64.NewEncoder(base64.StdEncoding, &b)
 		if _, err = io.Copy(w, lr); err == nil {
 			err = w.Close()
 		}
+		out = b.String()
 	} else {
-		b.Grow(int(grow))
-		_, err = io.Copy(&b, lr)
+		var buf []byte
+		buf, err = readCharged(lr, int(min(grow, max+1)), reserve)
+		out = unsafeString(buf)
 	}
 	if err != nil {
 		return "", 0, err
@@ -223,11 +230,74 @@ func readContent(f io.Reader, sizeHint, max int64, enc string) (string, int64, e
 	if lr.n > max {
 		return "", 0, &tooLargeError{size: -1, max: max}
 	}
-	out := b.String()
-	if enc == protocol.EncodingUTF8 && !utf8.ValidString(out) {
-		return "", 0, errNotUTF8
+	if enc == protocol.EncodingUTF8 {
+		if !utf8.ValidString(out) {
+			return "", 0, errNotUTF8
+		}
+		if err := reserve(2 * int64(jsonStringLen(out))); err != nil {
+			return "", 0, err
+		}
 	}
 	return out, lr.n, nil
+}
+
+// readCharged reads r to its end into a buffer of first bytes that grows
+// by doubling, reserving each new buffer's size before allocating it.
+func readCharged(r io.Reader, first int, reserve func(int64) error) ([]byte, error) {
+	first = max(first, 512)
+	if err := reserve(int64(first)); err != nil {
+		return nil, err
+	}
+	buf := make([]byte, 0, first)
+	for {
+		if len(buf) == cap(buf) {
+			c := 2 * cap(buf)
+			if err := reserve(int64(c)); err != nil {
+				return nil, err
+			}
+			nb := make([]byte, len(buf), c)
+			copy(nb, buf)
+			buf = nb
+		}
+		n, err := r.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if err == io.EOF {
+			return buf, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+}
+
+// unsafeString returns b as a string without copying; b is not changed
+// afterwards.
+func unsafeString(b []byte) string {
+	if len(b) == 0 {
+		return ""
+	}
+	return unsafe.String(&b[0], len(b))
+}
+
+// jsonStringLen is the length of s encoded as a JSON string by
+// encoding/json, an upper bound: control characters as \u00XX, quotes and
+// backslashes escaped, U+2028 and U+2029 escaped.
+func jsonStringLen(s string) int {
+	n := 2
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c < 0x20:
+			n += 6
+		case c == '"' || c == '\\':
+			n += 2
+		case c == 0xE2 && i+2 < len(s) && s[i+1] == 0x80 && (s[i+2] == 0xA8 || s[i+2] == 0xA9):
+			n += 6
+			i += 2
+		default:
+			n++
+		}
+	}
+	return n
 }
 
 // readChunk is how much of a file is read and encoded at a time: a multiple
@@ -239,16 +309,33 @@ const readChunk = 48 << 10
 // built in one buffer of the exact size: base64 needs no JSON escaping, so
 // the server sends it as it is instead of re-encoding a multi-megabyte
 // string, and only this one copy of the content is ever held.
-func readBase64Result(f io.Reader, sizeHint, limit int64) (server.RawResult, error) {
+//
+// reserve takes the buffer's size from the agent's memory budget before it
+// is allocated (and each larger one, for a file whose size stat does not
+// tell).
+func readBase64Result(f io.Reader, sizeHint, limit int64, reserve func(int64) error) (server.RawResult, error) {
 	const head = `{"content":"`
 	grow := max(sizeHint, 4096)
-	out := make([]byte, 0, len(head)+base64.StdEncoding.EncodedLen(int(grow))+64)
+	c := len(head) + base64.StdEncoding.EncodedLen(int(grow)) + 64
+	if err := reserve(int64(c + readChunk)); err != nil {
+		return nil, err
+	}
+	out := make([]byte, 0, c)
 	out = append(out, head...)
 	buf := make([]byte, readChunk)
 	lr := io.LimitReader(f, limit+1)
 	var n int64
 	for {
 		m, err := io.ReadFull(lr, buf)
+		if need := len(out) + base64.StdEncoding.EncodedLen(m) + 64; need > cap(out) {
+			c := max(2*cap(out), need)
+			if rerr := reserve(int64(c)); rerr != nil {
+				return nil, rerr
+			}
+			nb := make([]byte, len(out), c)
+			copy(nb, out)
+			out = nb
+		}
 		out = base64.StdEncoding.AppendEncode(out, buf[:m])
 		n += int64(m)
 		if err == io.EOF || err == io.ErrUnexpectedEOF {

@@ -26,8 +26,14 @@ import (
 // dialect maps onto its schema.
 
 // OSReleaseFields returns the KEY=value pairs of /etc/os-release, else
-// /usr/lib/os-release (nil if neither exists).
+// /usr/lib/os-release (nil if neither exists). The map is shared (cached
+// while the file's stat is unchanged): callers must not modify it.
 func (s *Service) OSReleaseFields() map[string]string {
+	return s.sys.osFields(s)
+}
+
+// readOSReleaseFields reads and parses the os-release file in use.
+func (s *Service) readOSReleaseFields() map[string]string {
 	for _, p := range []string{"/etc/os-release", "/usr/lib/os-release"} {
 		data, err := readSmallFile(s.hostPath(p))
 		if err != nil {

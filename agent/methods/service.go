@@ -78,6 +78,9 @@ type Service struct {
 	// mount points whose statfs is still running after it.
 	statfsTimeout time.Duration
 	statfsBusy    sync.Map
+	// sys caches what get_system_info reads that changes only with a
+	// reboot or a file change (systeminfo_cache_linux.go).
+	sys sysInfoCache
 	// beforeRename, when set (tests only), runs after the temporary file of
 	// a file_write is complete and before it replaces the target.
 	beforeRename func(tmpName string) error

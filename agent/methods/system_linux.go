@@ -38,15 +38,27 @@ func (s *Service) systemInfo(_ context.Context, params json.RawMessage) (any, er
 		Hostname:      unix.ByteSliceToString(uts.Nodename[:]),
 		Architecture:  unix.ByteSliceToString(uts.Machine[:]),
 	}
-	info.OSName, info.OSVersion = s.osRelease()
+	info.OSName, info.OSVersion = s.sys.osRelease(s)
 
-	cpus, err := s.onlineCPUs()
+	cpus, err := s.sys.onlineCPUs(s)
 	if err != nil {
 		s.log.Debug("online CPUs unknown, using the CPUs this process may run on", "err", err)
 		cpus = runtime.NumCPU()
 	}
 	info.CPUCount = cpus
 
+	if s.hostRoot == "/" {
+		// One sysinfo(2) gives both: totalram is the page count
+		// /proc/meminfo prints as MemTotal, uptime the boot-time clock's
+		// whole seconds that /proc/uptime prints first.
+		var si unix.Sysinfo_t
+		if err := unix.Sysinfo(&si); err != nil {
+			return nil, protocol.Errorf(protocol.CodeInternalError, "sysinfo: %v", err)
+		}
+		info.TotalMemoryKB = uint64(si.Totalram) * uint64(si.Unit) / 1024
+		info.UptimeSeconds = uint64(si.Uptime)
+		return info, nil
+	}
 	mem, err := s.memTotalKB()
 	if err != nil {
 		return nil, protocol.Errorf(protocol.CodeInternalError, "%v", err)

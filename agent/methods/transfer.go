@@ -23,6 +23,7 @@ import (
 
 	"github.com/kvmmanager/guest-agent/agent/policy"
 	"github.com/kvmmanager/guest-agent/agent/protocol"
+	"github.com/kvmmanager/guest-agent/agent/server"
 )
 
 // Protocol 1.1's big files: file_read and file_write in chunks of at most
@@ -399,7 +400,7 @@ func (w *offsetWriter) Write(p []byte) (int, error) {
 }
 
 // fileReadChunk reads [offset, offset+length) of a regular file of any size.
-func (s *Service) fileReadChunk(p protocol.FileReadParams, enc string) (any, error) {
+func (s *Service) fileReadChunk(ctx context.Context, p protocol.FileReadParams, enc string) (any, error) {
 	var off int64
 	if p.Offset != nil {
 		off = *p.Offset
@@ -423,6 +424,11 @@ func (s *Service) fileReadChunk(p protocol.FileReadParams, enc string) (any, err
 			return err
 		}
 		defer f.Close()
+		// The memory budget: the buffer, then its encoded copies (the
+		// content string and the server's two JSON encodings of it).
+		if err := server.Reserve(ctx, length); err != nil {
+			return err
+		}
 		buf := make([]byte, length)
 		n, err := f.ReadAt(buf, off)
 		eof := err == io.EOF
@@ -438,10 +444,16 @@ func (s *Service) fileReadChunk(p protocol.FileReadParams, enc string) (any, err
 		}
 		res = protocol.FileReadChunkResult{SizeBytes: int64(n), Encoding: enc, Offset: off, FileSize: fi.Size(), EOF: eof}
 		if enc == protocol.EncodingBase64 {
+			if err := server.Reserve(ctx, 3*int64(base64.StdEncoding.EncodedLen(n))); err != nil {
+				return err
+			}
 			res.Content = base64.StdEncoding.EncodeToString(buf)
 		} else {
 			if !utf8.Valid(buf) {
 				return errNotUTF8
+			}
+			if err := server.Reserve(ctx, int64(n)+2*int64(jsonStringLen(unsafeString(buf)))); err != nil {
+				return err
 			}
 			res.Content = string(buf)
 		}

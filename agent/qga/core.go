@@ -12,10 +12,10 @@ import (
 // coreCommands: the protocol's own commands (sync, ping, info).
 func (d *Dialect) coreCommands() []Command {
 	return []Command{
-		{Name: qapi.CmdSyncDelimited, Handler: Typed(d.sync), delimited: true},
-		{Name: qapi.CmdSync, Handler: Typed(d.sync)},
-		{Name: qapi.CmdPing, Handler: NoArgs(d.ping)},
-		{Name: qapi.CmdInfo, Handler: NoArgs(d.info)},
+		{Name: qapi.CmdSyncDelimited, Handler: Typed(d.sync), delimited: true, inline: true},
+		{Name: qapi.CmdSync, Handler: Typed(d.sync), inline: true},
+		{Name: qapi.CmdPing, Handler: NoArgs(d.ping), inline: true},
+		{Name: qapi.CmdInfo, Handler: NoArgs(d.info), inline: true},
 	}
 }
 

@@ -35,6 +35,7 @@ import (
 	"github.com/kvmmanager/guest-agent/agent/config"
 	"github.com/kvmmanager/guest-agent/agent/methods"
 	"github.com/kvmmanager/guest-agent/agent/qga/qapi"
+	"github.com/kvmmanager/guest-agent/agent/server"
 )
 
 // Options configure a Dialect. Zero values mean the defaults.
@@ -48,6 +49,10 @@ type Options struct {
 	// HostRoot prefixes the files the information commands read, as
 	// methods.Options.HostRoot; "" means "/".
 	HostRoot string
+	// Budget bounds the memory the dialect's requests and replies in
+	// flight hold (config max_memory_bytes), shared with the JSON-RPC
+	// server; nil is unbounded.
+	Budget *server.Budget
 }
 
 // Dialect answers QGA commands with a methods.Service. It is safe for
@@ -83,6 +88,10 @@ type Command struct {
 
 	// delimited puts 0xFF before the reply (guest-sync-delimited).
 	delimited bool
+	// inline: the handler never blocks (sync, ping, info), so when no
+	// command is queued or running it is answered on the reading
+	// goroutine, without two goroutine hand-offs.
+	inline bool
 }
 
 // New returns the dialect over svc, configured by cfg (the same cfg svc
@@ -188,9 +197,27 @@ func (d *Dialect) ServeConn(ctx context.Context, rw io.ReadWriter) error {
 	items := make(chan item, queueDepth)
 	stop := make(chan struct{})
 	readDone := make(chan error, 1)
+	// pending counts the commands handed to this loop and not yet
+	// answered; only the reader adds to it, so when the reader sees 0
+	// nothing is queued or running and it may answer an inline command
+	// itself without breaking the order of replies.
+	var pending atomic.Int64
+	inline := func(it item) (bool, error) {
+		if pending.Load() != 0 || !d.isInline(it) {
+			return false, nil
+		}
+		hold := d.opts.Budget.Adopt(it.charged)
+		defer hold.Release()
+		if reply := d.handle(server.WithHold(hctx, hold), it); reply != nil {
+			if _, err := rw.Write(reply); err != nil {
+				return true, fmt.Errorf("write reply: %w", err)
+			}
+		}
+		return true, nil
+	}
 	go func() {
 		defer close(items)
-		readDone <- d.readLoop(rw, items, stop)
+		readDone <- d.readLoop(rw, items, stop, &pending, inline)
 	}()
 	interrupt := func() {
 		if rd, ok := rw.(readDeadliner); ok {
@@ -203,18 +230,31 @@ func (d *Dialect) ServeConn(ctx context.Context, rw io.ReadWriter) error {
 	var werr error
 	for it := range items {
 		if ctx.Err() != nil {
+			d.opts.Budget.Free(it.charged)
 			break
 		}
-		reply := d.handle(hctx, it)
-		if reply == nil {
-			continue
+		// The command's memory: its request, what its handler reserves,
+		// its reply; given back once the reply is written.
+		hold := d.opts.Budget.Adopt(it.charged)
+		reply := d.handle(server.WithHold(hctx, hold), it)
+		if reply != nil {
+			if _, err := rw.Write(reply); err != nil {
+				werr = fmt.Errorf("write reply: %w", err)
+			}
 		}
-		if _, err := rw.Write(reply); err != nil {
-			werr = fmt.Errorf("write reply: %w", err)
+		hold.Release()
+		pending.Add(-1)
+		if werr != nil {
 			break
 		}
 	}
 	close(stop)
+	// Requests queued but not run give their memory back.
+	go func() {
+		for it := range items {
+			d.opts.Budget.Free(it.charged)
+		}
+	}()
 	if werr != nil || ctx.Err() != nil {
 		interrupt()
 		if _, ok := rw.(readDeadliner); !ok {
@@ -238,17 +278,28 @@ func (d *Dialect) ServeConn(ctx context.Context, rw io.ReadWriter) error {
 }
 
 // readLoop feeds what rw yields to a stream and queues its items.
-func (d *Dialect) readLoop(rw io.Reader, items chan<- item, stop <-chan struct{}) error {
-	st := &stream{max: d.opts.MaxObject}
+func (d *Dialect) readLoop(rw io.Reader, items chan<- item, stop <-chan struct{}, pending *atomic.Int64, inline func(item) (bool, error)) error {
+	st := &stream{max: d.opts.MaxObject, budget: d.opts.Budget, stop: stop}
+	defer st.drop()
 	buf := make([]byte, 64<<10)
 	stopped := false
+	var werr error
 	emit := func(it item) {
 		if stopped {
+			d.opts.Budget.Free(it.charged)
 			return
 		}
+		if done, err := inline(it); done {
+			if err != nil {
+				werr, stopped = err, true
+			}
+			return
+		}
+		pending.Add(1)
 		select {
 		case items <- it:
 		case <-stop:
+			d.opts.Budget.Free(it.charged)
 			stopped = true
 		}
 	}
@@ -256,6 +307,9 @@ func (d *Dialect) readLoop(rw io.Reader, items chan<- item, stop <-chan struct{}
 		n, err := rw.Read(buf)
 		if n > 0 {
 			st.feed(buf[:n], emit)
+		}
+		if werr != nil {
+			return werr
 		}
 		if stopped {
 			return nil
@@ -270,6 +324,30 @@ func (d *Dialect) readLoop(rw io.Reader, items chan<- item, stop <-chan struct{}
 			return io.EOF
 		}
 	}
+}
+
+// isInline reports whether it is a small request for an enabled command
+// whose handler never blocks.
+func (d *Dialect) isInline(it item) bool {
+	if it.err != nil || len(it.obj) > 4096 {
+		return false
+	}
+	ms, qerr := members(it.obj)
+	if qerr != nil {
+		return false
+	}
+	for _, m := range ms {
+		if m.key != "execute" {
+			continue
+		}
+		var name string
+		if m.val[0] != '"' || json.Unmarshal(m.val, &name) != nil {
+			return false
+		}
+		c := d.byName[name]
+		return c != nil && c.inline && d.enabled(c)
+	}
+	return false
 }
 
 // handle runs one request and returns its reply line, or nil when none is
@@ -321,6 +399,13 @@ func (d *Dialect) handle(ctx context.Context, it item) []byte {
 		return encodeError(errDisabled(name), id)
 	}
 	d.log.Debug("qga command", "command", name)
+	if len(args) > 64<<10 {
+		// Decoding copies big arguments (a guest-file-write's base64
+		// string, then its bytes).
+		if err := server.Reserve(ctx, 2*int64(len(args))); err != nil {
+			return encodeError(asError(err), id)
+		}
+	}
 	result, err := d.call(ctx, c, args)
 	if err != nil {
 		qe := asError(err)

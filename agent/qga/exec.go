@@ -10,6 +10,7 @@ import (
 	"github.com/kvmmanager/guest-agent/agent/methods"
 	"github.com/kvmmanager/guest-agent/agent/protocol"
 	"github.com/kvmmanager/guest-agent/agent/qga/qapi"
+	"github.com/kvmmanager/guest-agent/agent/server"
 )
 
 // MaxPendingExec bounds the guest-exec processes whose status has not been
@@ -69,7 +70,7 @@ func (d *Dialect) exec(_ context.Context, a *qapi.GuestExecArgs) (qapi.GuestExec
 
 // execStatus reports a process; once it has exited the report is the last
 // one (the pid is forgotten), as in qemu-ga.
-func (d *Dialect) execStatus(_ context.Context, a *qapi.GuestExecStatusArgs) (qapi.GuestExecStatus, error) {
+func (d *Dialect) execStatus(ctx context.Context, a *qapi.GuestExecStatusArgs) (qapi.GuestExecStatus, error) {
 	j := d.svc.Job(methods.OwnerQGA, a.PID)
 	if j == nil {
 		return qapi.GuestExecStatus{}, Errorf("Invalid parameter 'pid'")
@@ -77,6 +78,10 @@ func (d *Dialect) execStatus(_ context.Context, a *qapi.GuestExecStatusArgs) (qa
 	st := j.P.Status()
 	if !st.Exited {
 		return qapi.GuestExecStatus{Exited: false}, nil
+	}
+	// The reply's base64 strings and their encoded copies.
+	if err := server.Reserve(ctx, 3*int64(base64.StdEncoding.EncodedLen(len(st.Stdout)+len(st.Stderr)))); err != nil {
+		return qapi.GuestExecStatus{}, err
 	}
 	d.svc.ForgetJob(j)
 	out := qapi.GuestExecStatus{Exited: true}

@@ -13,6 +13,7 @@ import (
 	"github.com/kvmmanager/guest-agent/agent/methods"
 	"github.com/kvmmanager/guest-agent/agent/protocol"
 	"github.com/kvmmanager/guest-agent/agent/qga/qapi"
+	"github.com/kvmmanager/guest-agent/agent/server"
 )
 
 // MaxOpenFiles bounds the files one session (one host connection) has open
@@ -164,6 +165,10 @@ func (d *Dialect) fileRead(ctx context.Context, a *qapi.GuestFileReadArgs) (qapi
 	}
 	if count < 0 || count > d.svc.MaxFileSize() {
 		return qapi.GuestFileRead{}, Errorf("value '%d' is invalid for argument count", count)
+	}
+	// The buffer, its base64 string and the reply's two encoded copies.
+	if err := server.Reserve(ctx, count+3*int64(base64.StdEncoding.EncodedLen(int(count)))+256); err != nil {
+		return qapi.GuestFileRead{}, err
 	}
 	buf := make([]byte, count)
 	n, err := methods.ReadNoWait(f, buf)

@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"unicode/utf8"
+
+	"github.com/kvmmanager/guest-agent/agent/server"
 )
 
 // Limits of the stream, as QEMU's JSON streamer has them.
@@ -24,8 +26,9 @@ const resetByte = 0xFF
 // item is what the stream yields: a complete, valid JSON object or array,
 // or the error reply for input that is not one.
 type item struct {
-	obj []byte
-	err *Error
+	obj     []byte
+	err     *Error
+	charged int64 // bytes of obj's buffer taken from the memory budget
 }
 
 type streamState uint8
@@ -52,6 +55,38 @@ type stream struct {
 	esc   bool // after a backslash in a string
 	buf   []byte
 	why   string // stDiscard: the limit that was exceeded
+
+	budget  *server.Budget  // nil: unbounded
+	stop    <-chan struct{} // ends a wait for the budget
+	charged int64           // bytes of buf's capacity taken from budget
+}
+
+// room makes room for one more byte in buf, taking a larger buffer's size
+// from the budget before allocating it; false when the budget refused.
+func (s *stream) room() bool {
+	if len(s.buf) < cap(s.buf) {
+		return true
+	}
+	c := max(2*cap(s.buf), 512)
+	if c > 1<<20 {
+		c = max(min(c, s.max+1), len(s.buf)+1)
+	}
+	if err := s.budget.Acquire(s.stop, int64(c)); err != nil {
+		return false
+	}
+	nb := make([]byte, len(s.buf), c)
+	copy(nb, s.buf)
+	s.buf = nb
+	s.budget.Free(s.charged)
+	s.charged = int64(c)
+	return true
+}
+
+// drop frees the buffer (and its budget) after a value that was refused.
+func (s *stream) drop() {
+	s.buf = nil
+	s.budget.Free(s.charged)
+	s.charged = 0
 }
 
 // feed consumes p and calls emit for each complete item.
@@ -80,10 +115,14 @@ func (s *stream) feed(p []byte, emit func(item)) {
 			}
 		case stValue, stDiscard:
 			if s.state == stValue {
-				if len(s.buf) >= s.max {
+				switch {
+				case len(s.buf) >= s.max:
 					s.state, s.why = stDiscard, "token size"
-					s.buf = nil
-				} else {
+					s.drop()
+				case !s.room():
+					s.state, s.why = stDiscard, "memory budget (max_memory_bytes)"
+					s.drop()
+				default:
 					s.buf = append(s.buf, b)
 				}
 			}
@@ -105,7 +144,7 @@ func (s *stream) feed(p []byte, emit func(item)) {
 				s.depth++
 				if s.depth > MaxNesting && s.state == stValue {
 					s.state, s.why = stDiscard, "nesting depth"
-					s.buf = nil
+					s.drop()
 				}
 			case '}', ']':
 				s.depth--
@@ -114,6 +153,12 @@ func (s *stream) feed(p []byte, emit func(item)) {
 				}
 			}
 		case stString:
+			if !s.room() {
+				s.state = stIdle
+				s.drop()
+				emit(item{err: Errorf("JSON string refused: the memory budget (max_memory_bytes) is in use")})
+				continue
+			}
 			s.buf = append(s.buf, b)
 			switch {
 			case s.esc:
@@ -134,6 +179,12 @@ func (s *stream) feed(p []byte, emit func(item)) {
 				emit(s.scalar())
 				i-- // the delimiter starts the next token
 			default:
+				if !s.room() {
+					s.state = stIdle
+					s.drop()
+					emit(item{err: Errorf("JSON token refused: the memory budget (max_memory_bytes) is in use")})
+					continue
+				}
 				s.buf = append(s.buf, b)
 				if len(s.buf) > s.max {
 					s.state = stIdle
@@ -156,8 +207,8 @@ func (s *stream) complete() item {
 		return item{err: errNotObject}
 	}
 	if it.err == nil {
-		it.obj = s.buf
-		s.buf = nil // handed over: the next value gets a new buffer
+		it.obj, it.charged = s.buf, s.charged
+		s.buf, s.charged = nil, 0 // handed over: the next value gets a new buffer
 	}
 	return it
 }
@@ -186,6 +237,9 @@ func (s *stream) scalar() item {
 func (s *stream) reset() {
 	s.state, s.depth, s.inStr, s.esc = stIdle, 0, false, false
 	s.buf = s.buf[:0]
+	if cap(s.buf) > 64<<10 {
+		s.drop()
+	}
 }
 
 // skipValue validates JSON without building it.

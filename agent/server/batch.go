@@ -12,23 +12,41 @@ import (
 type batch struct {
 	c       *conn
 	mu      sync.Mutex
-	pending int       // running calls, plus one for the dispatching read loop
-	parts   []*encBuf // one per element; nil for notifications
+	pending int     // running calls, plus one for the dispatching read loop
+	parts   []bpart // one per element; nil for notifications
 	calls   []*call
-	size    int // bytes in parts so far
+	size    int   // bytes in parts so far
+	hold    *Hold // the batch's memory budget: its line, its calls' reservations, its parts
 }
 
+// bpart is one element's response: buf, or for a large raw result (a
+// file_read) buf as the head, raw written from where it is, then tail. A
+// raw result is not copied into the batch reply: it was reserved by its
+// handler and is written with writev.
+type bpart struct {
+	buf  *encBuf
+	raw  []byte
+	tail []byte
+}
+
+func (p bpart) size() int { return p.buf.Len() + len(p.raw) + len(p.tail) }
+
 // batch dispatches the elements of a JSON array.
-func (c *conn) batch(arr []byte, owned bool) {
+func (c *conn) batch(arr []byte, owned bool, hold *Hold) {
 	switch n := countBatch(arr, MaxBatch); {
 	case n == 0:
+		hold.Release()
 		c.reply(nil, protocol.Errorf(protocol.CodeInvalidRequest, "invalid request: empty batch"))
 		return
 	case n > MaxBatch:
+		hold.Release()
 		c.reply(nil, protocol.Errorf(protocol.CodeInvalidRequest, "invalid request: a batch may hold at most %d requests", MaxBatch))
 		return
 	}
-	b := &batch{c: c, pending: 1}
+	if hold == nil {
+		hold = c.s.budget.NewHold()
+	}
+	b := &batch{c: c, pending: 1, hold: hold}
 	splitBatch(arr, func(elem []byte) {
 		var (
 			cl   *call
@@ -45,10 +63,11 @@ func (c *conn) batch(arr []byte, owned bool) {
 			b.add(id, perr)
 		case cl != nil:
 			cl.b = b
+			cl.hold = c.s.budget.NewHold()
 			b.mu.Lock()
 			if !cl.notify {
 				cl.part = len(b.parts)
-				b.parts = append(b.parts, nil)
+				b.parts = append(b.parts, bpart{})
 			}
 			b.pending++
 			b.calls = append(b.calls, cl)
@@ -67,7 +86,7 @@ func (b *batch) add(id []byte, perr *protocol.Error) {
 	buf := getBuf()
 	buf.appendResponse(id, nil, perr)
 	b.mu.Lock()
-	b.parts = append(b.parts, buf)
+	b.parts = append(b.parts, bpart{buf: buf})
 	b.size += buf.Len()
 	b.mu.Unlock()
 }
@@ -80,25 +99,47 @@ func (b *batch) add(id []byte, perr *protocol.Error) {
 // over a thousand big results at once. A result that does not fit any more
 // is replaced by a short error; error replies always fit (they are small and
 // at most MaxBatch of them).
+//
+// An encoded reply's bytes are taken from the memory budget (a raw result
+// was reserved by its handler); one that finds no room at once is replaced
+// by a short error too.
 func (b *batch) finish(cl *call, result any, perr *protocol.Error) {
-	var buf *encBuf
+	var p bpart
 	if !cl.notify {
-		buf = getBuf()
-		buf.appendResponse(cl.id, result, perr)
+		p.buf = getBuf()
+		if raw, ok := result.(RawResult); ok && perr == nil && len(raw) > rawResultInline {
+			head, tail := responseParts(cl.id)
+			p.buf.Write(head)
+			p.raw, p.tail = raw, tail[:len(tail)-1] // no newline inside the batch
+		} else {
+			p.buf.appendResponse(cl.id, result, perr)
+			if n := p.buf.Len(); n > maxPooledBuffer && !b.hold.TryTake(int64(n)) {
+				putBuf(p.buf)
+				p.buf = getBuf()
+				p.buf.appendResponse(cl.id, nil, budgetProtocolError(&BudgetError{Need: int64(n), Limit: b.c.s.budget.Limit()}))
+			}
+		}
 	}
 	b.mu.Lock()
-	if buf != nil {
-		if limit := b.c.s.maxLine; perr == nil && b.size+buf.Len() > limit {
-			n := buf.Len()
-			putBuf(buf)
-			buf = getBuf()
-			buf.appendResponse(cl.id, nil, protocol.Errorf(protocol.CodeInvalidRequest,
+	if !cl.notify {
+		if limit := b.c.s.maxLine; perr == nil && b.size+p.size() > limit {
+			n := p.size()
+			putBuf(p.buf)
+			result = nil
+			p = bpart{buf: getBuf()}
+			p.buf.appendResponse(cl.id, nil, protocol.Errorf(protocol.CodeInvalidRequest,
 				"invalid request: its reply (%d bytes) does not fit in the batch reply limit of %d bytes; "+
 					"the request ran, send it on its own to get its reply", n, limit))
 		}
-		b.parts[cl.part] = buf
-		b.size += buf.Len()
+		b.parts[cl.part] = p
+		b.size += p.size()
 	}
+	if p.raw != nil {
+		// The raw result stays until the batch is written: so does its
+		// memory. Any other reservation ends with the handler.
+		b.hold.add(cl.hold.detach())
+	}
+	cl.hold.Release()
 	b.mu.Unlock()
 	b.done()
 }
@@ -113,19 +154,48 @@ func (b *batch) done() {
 		return
 	}
 	if len(b.parts) > 0 {
+		// Small parts are joined in one buffer; a raw result is written
+		// from where it is (writev), never copied.
+		segs := make([][]byte, 0, 3)
 		out := getBuf()
+		var outs []*encBuf
+		flush := func() {
+			if out.Len() > 0 {
+				segs = append(segs, out.Bytes())
+				outs = append(outs, out)
+				out = getBuf()
+			}
+		}
 		out.WriteByte('[')
 		for i, p := range b.parts {
 			if i > 0 {
 				out.WriteByte(',')
 			}
-			out.Write(p.Bytes())
-			putBuf(p)
+			if p.buf.Len() > maxPooledBuffer {
+				// A large encoded reply: written from its own buffer.
+				flush()
+				segs = append(segs, p.buf.Bytes())
+				outs = append(outs, p.buf)
+			} else {
+				out.Write(p.buf.Bytes())
+				putBuf(p.buf)
+			}
+			if p.raw != nil {
+				flush()
+				segs = append(segs, p.raw)
+				out.Write(p.tail)
+			}
 		}
 		out.WriteString("]\n")
-		b.c.write(out.Bytes())
+		flush()
 		putBuf(out)
+		b.parts = nil
+		b.c.write(segs...)
+		for _, o := range outs {
+			putBuf(o)
+		}
 	}
+	b.hold.Release()
 	for _, cl := range b.calls {
 		cl.runHooks()
 	}

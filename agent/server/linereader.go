@@ -18,6 +18,7 @@ type lineKind int
 const (
 	lineComplete lineKind = iota // a whole line (without its terminator)
 	lineOversize                 // a line crossed the limit; its rest is being discarded
+	lineRefused                  // the memory budget had no room for the line; its rest is being discarded
 )
 
 // lineReader splits a byte stream into lines of at most max bytes.
@@ -29,11 +30,20 @@ const (
 // matters. A protocol.ResyncByte (0xFF) anywhere drops the partial line
 // before it, including an oversize line being skipped. Every slice returned
 // is valid only until the next call.
+//
+// The scratch buffer's memory is taken from the budget (if any) before it
+// is allocated: a line that cannot get room within the budget's wait is
+// reported once as lineRefused (next's error says why) and skipped like an
+// oversize line.
 type lineReader struct {
 	br         *bufio.Reader
 	max        int
 	scratch    []byte
 	discarding bool // inside an oversize line, skipping to its end
+
+	budget  *Budget
+	stop    <-chan struct{} // ends a wait for the budget
+	charged int64           // bytes of scratch taken from budget
 }
 
 func newLineReader(r io.Reader, max int) *lineReader {
@@ -73,7 +83,12 @@ func (lr *lineReader) next() ([]byte, lineKind, error) {
 		case complete && len(lr.scratch) == 0:
 			return trimCR(chunk), lineComplete, nil // still in the read buffer: no copy
 		default:
-			lr.grow(len(chunk))
+			if gerr := lr.grow(len(chunk)); gerr != nil {
+				lr.scratch = lr.scratch[:0]
+				lr.release()
+				lr.discarding = !complete
+				return nil, lineRefused, gerr
+			}
 			lr.scratch = append(lr.scratch, chunk...)
 			if complete {
 				return trimCR(lr.scratch), lineComplete, nil
@@ -98,42 +113,65 @@ func (lr *lineReader) next() ([]byte, lineKind, error) {
 // then grows to the line limit at once (when the limit is at most jumpMax),
 // instead of doubling again: every doubling holds the old and the new buffer
 // at the same time, so the last one of a 14 MB line would hold 8 + 16 MB.
-// Pages of the buffer that the line does not reach are mostly never touched.
+// Pages of the buffer that the line does not reach are mostly never touched,
+// but the memory budget is charged the whole buffer; jumpFrom is 4 MiB so
+// that a slow partial line of a few MB holds at most twice its length.
 const (
-	jumpFrom = 1 << 20
+	jumpFrom = 4 << 20
 	jumpMax  = 64 << 20
 )
 
 // grow makes room for n more bytes in the scratch buffer, never beyond the
-// line limit.
-func (lr *lineReader) grow(n int) {
+// line limit, taking the new buffer's size from the budget first (the old
+// buffer's is given back once it is copied).
+func (lr *lineReader) grow(n int) error {
 	need := len(lr.scratch) + n
 	if need <= cap(lr.scratch) {
-		return
+		return nil
 	}
 	c := max(2*cap(lr.scratch), need, 4096)
 	if c > jumpFrom && lr.max <= jumpMax {
 		c = lr.max
 	}
 	c = min(c, lr.max)
+	if err := lr.budget.Acquire(lr.stop, int64(c)); err != nil {
+		return err
+	}
 	b := make([]byte, len(lr.scratch), c)
 	copy(b, lr.scratch)
 	lr.scratch = b
+	lr.budget.Free(lr.charged)
+	lr.charged = int64(c)
+	return nil
 }
 
 // release drops a scratch buffer that grew large for one long line, so that
-// its memory goes back to the heap instead of staying with an idle connection.
+// its memory goes back to the heap (and the budget) instead of staying with
+// an idle connection.
 func (lr *lineReader) release() {
 	if cap(lr.scratch) > readBufferSize {
 		lr.scratch = nil
+		lr.budget.Free(lr.charged)
+		lr.charged = 0
 	}
+}
+
+// close gives back what the scratch buffer holds of the budget.
+func (lr *lineReader) close() {
+	lr.scratch = nil
+	lr.budget.Free(lr.charged)
+	lr.charged = 0
 }
 
 // detach hands the scratch buffer's memory over to the caller: the next line
 // is assembled in a new buffer. It lets a long line's params live on without
-// a copy while a handler runs.
-func (lr *lineReader) detach() {
+// a copy while a handler runs. The caller now owns the returned number of
+// budget bytes the buffer was charged.
+func (lr *lineReader) detach() int64 {
 	lr.scratch = nil
+	n := lr.charged
+	lr.charged = 0
+	return n
 }
 
 func trimCR(b []byte) []byte {

@@ -78,6 +78,10 @@ type Options struct {
 	// normal path, so reading never waits on the host. Their handlers get a
 	// context on which AfterResponse runs its function at once.
 	Inline map[string]bool
+	// Budget bounds the memory requests and replies in flight hold on all
+	// of the server's connections (config max_memory_bytes); nil is
+	// unbounded. See Budget for what is counted.
+	Budget *Budget
 }
 
 // Server dispatches requests to handlers. It is safe for concurrent use by
@@ -88,6 +92,7 @@ type Server struct {
 	maxConc  int
 	maxLine  int
 	drain    time.Duration
+	budget   *Budget
 }
 
 type entry struct {
@@ -104,6 +109,7 @@ func New(handlers map[string]Handler, opts Options) *Server {
 		maxConc:  opts.MaxConcurrent,
 		maxLine:  opts.MaxLineBytes,
 		drain:    opts.DrainTimeout,
+		budget:   opts.Budget,
 	}
 	for name, h := range handlers {
 		s.handlers[name] = &entry{name: name, h: h, inline: opts.Inline[name]}
@@ -288,8 +294,10 @@ func (c *conn) result(readErr error) error {
 // readLoop reads and dispatches lines until end of input, an error or stop.
 func (c *conn) readLoop() error {
 	lr := newLineReader(c.rw, c.s.maxLine)
+	lr.budget, lr.stop = c.s.budget, c.stop
 	c.out = getBuf()
 	defer func() {
+		lr.close()
 		c.flushOut()
 		putBuf(c.out)
 	}()
@@ -303,7 +311,7 @@ func (c *conn) readLoop() error {
 		if c.stopped() {
 			return nil
 		}
-		if err != nil {
+		if err != nil && kind != lineRefused {
 			if errors.Is(err, io.EOF) {
 				return nil
 			}
@@ -313,6 +321,14 @@ func (c *conn) readLoop() error {
 			c.s.log.Warn("request line too long, discarded", "limit", c.s.maxLine)
 			c.reply(nil, protocol.Errorf(protocol.CodeInvalidRequest,
 				"request line longer than %d bytes", c.s.maxLine))
+			continue
+		}
+		if kind == lineRefused {
+			if errors.Is(err, errStopped) {
+				return nil
+			}
+			c.s.log.Warn("request line refused: memory budget", "err", err)
+			c.reply(nil, budgetProtocolError(err))
 			continue
 		}
 		c.handleLine(line, lr)
@@ -333,15 +349,16 @@ func (c *conn) handleLine(line []byte, lr *lineReader) {
 	// A line longer than the read buffer lives in the line reader's scratch
 	// buffer: hand that over instead of copying big params.
 	owned := false
+	var hold *Hold
 	if len(line) > readBufferSize {
-		lr.detach()
+		hold = c.s.budget.Adopt(lr.detach())
 		owned = true
 	}
 	switch line[0] {
 	case '{':
-		c.single(line, owned)
+		c.single(line, owned, hold)
 	case '[':
-		c.batch(line, owned)
+		c.batch(line, owned, hold)
 	default:
 		c.reply(nil, protocol.Errorf(protocol.CodeInvalidRequest, "invalid request: a request must be a JSON object"))
 	}
@@ -357,6 +374,7 @@ type call struct {
 	big    bool   // the request line was over bigRequest bytes
 	b      *batch // nil unless part of a batch
 	part   int    // index in b.parts
+	hold   *Hold  // its memory budget: the line it came in, what its handler reserved
 
 	mu    sync.Mutex
 	done  bool // response written (or dropped)
@@ -405,24 +423,36 @@ func (c *conn) prepare(obj []byte, owned bool) (cl *call, id []byte, perr *proto
 	return cl, nil, nil
 }
 
-func (c *conn) single(obj []byte, owned bool) {
+func (c *conn) single(obj []byte, owned bool, hold *Hold) {
 	cl, id, perr := c.prepare(obj, owned)
+	if cl == nil {
+		hold.Release() // the line is not kept
+	}
 	switch {
 	case perr != nil:
 		c.reply(id, perr)
 	case cl != nil:
+		if hold == nil {
+			hold = c.s.budget.NewHold()
+		}
+		cl.hold = hold
 		cl.big = len(obj) > bigRequest
 		if cl.e.inline && c.w.room(c.out.Len()) {
 			c.runInline(cl)
 			return
 		}
-		c.start(cl)
+		if !c.start(cl) {
+			hold.Release()
+		}
 	}
 }
 
 // runInline handles a call of a method that never blocks on the read loop's
 // goroutine and adds its reply to the read loop's pending replies.
 func (c *conn) runInline(cl *call) {
+	// Its line (a long one was adopted from the line reader) is not
+	// needed once the handler returned; the small reply is not counted.
+	defer cl.hold.Release()
 	result, err := cl.invoke(c.hctx)
 	if !cl.notify {
 		c.out.appendResponse(cl.id, result, asProtocolError(err))
@@ -473,12 +503,14 @@ func (cl *call) run() {
 	// not read its replies cannot pile up finished requests.
 	defer func() { <-c.sem }()
 	ctx := context.WithValue(c.hctx, afterKey{}, cl)
+	ctx = WithHold(ctx, cl.hold)
 	result, err := cl.invoke(ctx)
 	perr := asProtocolError(err)
 	if cl.b != nil {
 		cl.b.finish(cl, result, perr)
 		return
 	}
+	defer cl.hold.Release()
 	big := cl.big
 	if raw, ok := result.(RawResult); ok && !cl.notify && perr == nil && len(raw) > rawResultInline {
 		head, tail := responseParts(cl.id)
@@ -537,6 +569,10 @@ func (cl *call) invoke(ctx context.Context) (result any, err error) {
 func asProtocolError(err error) *protocol.Error {
 	if err == nil {
 		return nil
+	}
+	var berr *BudgetError
+	if errors.As(err, &berr) {
+		return berr.ProtocolError()
 	}
 	var perr *protocol.Error
 	if errors.As(err, &perr) {
@@ -598,6 +634,15 @@ func (c *conn) reply(id []byte, perr *protocol.Error) {
 // write sends one whole line and returns once it is written. After a write
 // error the connection is broken: later lines are dropped.
 func (c *conn) write(parts ...[]byte) { c.w.write(parts...) }
+
+// budgetProtocolError is the reply to a line the budget had no room for.
+func budgetProtocolError(err error) *protocol.Error {
+	var berr *BudgetError
+	if errors.As(err, &berr) {
+		return berr.ProtocolError()
+	}
+	return protocol.Errorf(protocol.CodeCommandFailed, "request refused: %v", err)
+}
 
 func trimSpace(b []byte) []byte {
 	i, j := 0, len(b)

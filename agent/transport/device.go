@@ -86,6 +86,11 @@ type DeviceOptions struct {
 	// non-empty reason (another agent serves it) leaves the port alone:
 	// the reason is logged once and asked again after YieldRecheck.
 	Yield func() string
+	// Optional marks a port the VM may well not have (the agent serves two):
+	// while it is missing it is looked for every 30 s (a channel the host
+	// hot-plugs), not from 100 ms up, so an idle agent with one port stays
+	// idle; its absence is logged at info level, not as a warning.
+	Optional bool
 	// YieldRecheck is how long to leave the port before asking Yield
 	// again, and before retrying a port another process holds (EBUSY);
 	// default 60 s.
@@ -124,6 +129,9 @@ func ServeDevice(ctx context.Context, opts DeviceOptions, srv Server) error {
 
 func (d *device) serve(ctx context.Context, srv Server) error {
 	missing := backoff{min: retryMin, max: retryMax}
+	if d.opts.Optional {
+		missing.min = retryMax
+	}
 	failing := backoff{min: retryMin, max: retryMax}
 	lastErr := ""
 	for ctx.Err() == nil {
@@ -131,7 +139,11 @@ func (d *device) serve(ctx context.Context, srv Server) error {
 		if err != nil {
 			// Say it once, not at every retry.
 			if lastErr != "not found" {
-				d.log.Warn("Virtio-serial device not found", "err", err, "retry", "with backoff up to "+retryMax.String())
+				if d.opts.Optional {
+					d.log.Info("Virtio-serial device not found", "err", err, "retry", "every "+retryMax.String())
+				} else {
+					d.log.Warn("Virtio-serial device not found", "err", err, "retry", "with backoff up to "+retryMax.String())
+				}
 				lastErr = "not found"
 			} else {
 				d.log.Debug("Virtio-serial device not found", "err", err)

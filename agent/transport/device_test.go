@@ -468,29 +468,43 @@ func TestDeviceHostGoneWithoutData(t *testing.T) {
 }
 
 func TestDeviceNotFound(t *testing.T) {
-	logs := &syncBuffer{}
-	ctx, cancel := context.WithCancel(context.Background())
-	d, sleeps, _ := testDevice(ctx, DeviceOptions{DevRoot: t.TempDir(), SysRoot: t.TempDir()}, logs, func(string) (port, error) {
-		t.Error("open called without a port")
-		return nil, errors.New("no")
-	})
-	done := make(chan error, 1)
-	go func() { done <- d.serve(ctx, testServer(nil)) }()
-	var got []time.Duration
-	for range 12 {
-		got = append(got, <-sleeps)
+	tests := []struct {
+		name     string
+		optional bool
+		want     string // the first 12 retry delays
+		level    string // the one log line's level
+	}{
+		{"the agent's port", false, "[100ms 200ms 400ms 800ms 1.6s 3.2s 6.4s 12.8s 25.6s 30s 30s 30s]", "WARN"},
+		// A VM with only one of the two ports: the missing one costs one
+		// look every 30 s, so the idle agent stays idle.
+		{"optional port", true, "[30s 30s 30s 30s 30s 30s 30s 30s 30s 30s 30s 30s]", "INFO"},
 	}
-	cancel()
-	if err := <-done; err != nil {
-		t.Errorf("serve: %v, want nil (never give up)", err)
-	}
-	want := "[100ms 200ms 400ms 800ms 1.6s 3.2s 6.4s 12.8s 25.6s 30s 30s 30s]"
-	if fmt.Sprint(got) != want {
-		t.Errorf("retry delays %v, want %s", got, want)
-	}
-	out := logs.String()
-	if n := strings.Count(out, "level=WARN msg=\"Virtio-serial device not found\""); n != 1 {
-		t.Errorf("warned %d times, want once:\n%s", n, out)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			logs := &syncBuffer{}
+			ctx, cancel := context.WithCancel(context.Background())
+			d, sleeps, _ := testDevice(ctx, DeviceOptions{DevRoot: t.TempDir(), SysRoot: t.TempDir(), Optional: tt.optional}, logs, func(string) (port, error) {
+				t.Error("open called without a port")
+				return nil, errors.New("no")
+			})
+			done := make(chan error, 1)
+			go func() { done <- d.serve(ctx, testServer(nil)) }()
+			var got []time.Duration
+			for range 12 {
+				got = append(got, <-sleeps)
+			}
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("serve: %v, want nil (never give up)", err)
+			}
+			if fmt.Sprint(got) != tt.want {
+				t.Errorf("retry delays %v, want %s", got, tt.want)
+			}
+			out := logs.String()
+			if n := strings.Count(out, "level="+tt.level+" msg=\"Virtio-serial device not found\""); n != 1 {
+				t.Errorf("logged %d times at %s, want once:\n%s", n, tt.level, out)
+			}
+		})
 	}
 }
 

@@ -213,8 +213,22 @@ func workloads(c counts, data []byte) [2][]workload {
 	}}
 }
 
-// runAgents starts both agents, measures every figure side by side and
-// stores them in rep.
+// pass is one side-by-side run of the workloads.
+type pass struct {
+	// qga: ours speaks its QGA dialect (--qga-listen) to the same client
+	// as qemu-ga; otherwise protocol 1.0 with its own client.
+	qga bool
+	// loaded: a CPU hog runs on every core meanwhile, and only the
+	// latency workloads of loadedWorkloads run.
+	loaded bool
+}
+
+// loadedWorkloads run in the loaded pass: the tail latency of small calls.
+var loadedWorkloads = []string{"ping_seq", "system_info"}
+
+// runAgents runs the three passes: protocol 1.0 against qemu-ga (the main
+// figures), the same protocol (our QGA dialect against qemu-ga with the
+// identical client), and protocol 1.0 on a loaded machine.
 func runAgents(ctx context.Context, opts Options, rep *Report, work, agentBin, qga string) error {
 	size := fileSize
 	if opts.Smoke {
@@ -224,10 +238,53 @@ func runAgents(ctx context.Context, opts Options, rep *Report, work, agentBin, q
 	if err != nil {
 		return err
 	}
-	targets, stop, err := startAgents(ctx, opts, rep, fx, agentBin, qga)
+	for _, p := range []pass{{}, {qga: true}, {loaded: true}} {
+		popts := opts
+		if p.loaded {
+			popts.Only = loadedWorkloads
+			if opts.Only != nil {
+				popts.Only = slices.DeleteFunc(slices.Clone(loadedWorkloads), func(w string) bool { return !slices.Contains(opts.Only, w) })
+			}
+			if len(popts.Only) == 0 {
+				continue
+			}
+		}
+		figs, err := runPass(ctx, popts, rep, fx, size, agentBin, qga, p)
+		if err != nil {
+			return err
+		}
+		switch {
+		case p.qga:
+			rep.SameProtocol = figs
+		case p.loaded:
+			rep.Loaded = figs
+		default:
+			rep.Figures = figs
+		}
+	}
+	return nil
+}
+
+// runPass starts both agents, measures every figure side by side and
+// returns them.
+func runPass(ctx context.Context, opts Options, rep *Report, fx fixtures, size int, agentBin, qga string, p pass) ([]Figure, error) {
+	switch {
+	case p.qga:
+		fmt.Fprintln(opts.Out, "bench: same protocol: our QGA dialect against qemu-ga, identical client")
+	case p.loaded:
+		fmt.Fprintf(opts.Out, "bench: loaded machine: a CPU hog on each of %d cores\n", runtime.NumCPU())
+	}
+	targets, stop, err := startAgents(ctx, opts, rep, fx, agentBin, qga, p.qga)
 	defer stop()
 	if err != nil {
-		return err
+		return nil, err
+	}
+	if p.loaded {
+		stopHog, err := startCPUHog(ctx, runtime.NumCPU())
+		if err != nil {
+			return nil, err
+		}
+		defer stopHog()
 	}
 	// The measuring goroutine keeps this thread, bound to the client's CPU
 	// by pinClient, until the agents are done.
@@ -235,7 +292,7 @@ func runAgents(ctx context.Context, opts Options, rep *Report, work, agentBin, q
 	defer runtime.UnlockOSThread()
 	release, err := pinClient(opts, rep, targets)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer release()
 
@@ -243,19 +300,42 @@ func runAgents(ctx context.Context, opts Options, rep *Report, work, agentBin, q
 	// Idle memory: connected and synchronised, before any workload.
 	time.Sleep(500 * time.Millisecond)
 	if err := measureIdle(targets, v); err != nil {
-		return err
+		return nil, err
 	}
 	if err := runWorkloads(opts, rep, targets, workloads(workloadCounts(opts.Smoke), fx.data), v); err != nil {
-		return err
+		return nil, err
+	}
+	if p.qga || p.loaded {
+		return figures(v, fmt.Sprintf("%d MiB", size>>20)), nil
 	}
 	if err := measureExecutables(rep, targets, v); err != nil {
-		return err
+		return nil, err
 	}
 	if q, ok := targets[1].ops.(*qgaAgent); ok && q.execs > 0 {
 		rep.Notes = append(rep.Notes, fmt.Sprintf("qemu-ga exec: %.2f guest-exec-status polls per command on average", float64(q.polls)/float64(q.execs)))
 	}
-	rep.Figures = figures(v, fmt.Sprintf("%d MiB", size>>20))
-	return nil
+	return figures(v, fmt.Sprintf("%d MiB", size>>20)), nil
+}
+
+// startCPUHog starts n busy-looping processes (a shell loop each, outside
+// the client's Go runtime) and returns the function that kills them.
+func startCPUHog(ctx context.Context, n int) (func(), error) {
+	var cmds []*exec.Cmd
+	stop := func() {
+		for _, c := range cmds {
+			_ = c.Process.Kill()
+			_ = c.Wait()
+		}
+	}
+	for range n {
+		c := exec.CommandContext(ctx, "/bin/sh", "-c", "while :; do :; done")
+		if err := c.Start(); err != nil {
+			stop()
+			return nil, fmt.Errorf("start the CPU hog: %w", err)
+		}
+		cmds = append(cmds, c)
+	}
+	return stop, nil
 }
 
 // fixtures are the files both agents work on.
@@ -293,7 +373,10 @@ func prepareFixtures(work string, size int) (fixtures, error) {
 // startAgents starts kvmmanager-agent and qemu-ga on unix sockets and
 // connects to both. stop, never nil, closes what was opened and stops the
 // agents, noting in rep an agent that had to be killed.
-func startAgents(ctx context.Context, opts Options, rep *Report, fx fixtures, agentBin, qga string) ([2]*target, func(), error) {
+//
+// With sameProtocol, ours listens with --qga-listen and is driven by the
+// same QGA client as qemu-ga.
+func startAgents(ctx context.Context, opts Options, rep *Report, fx fixtures, agentBin, qga string, sameProtocol bool) ([2]*target, func(), error) {
 	var targets [2]*target
 	var undo []func()
 	stop := func() {
@@ -304,8 +387,13 @@ func startAgents(ctx context.Context, opts Options, rep *Report, fx fixtures, ag
 	agentSock := filepath.Join(fx.work, "agent.sock")
 	qgaSock := filepath.Join(fx.work, "qga.sock")
 	fmt.Fprintf(opts.Out, "bench: starting %s and %s\n", agentBin, qga)
+	listen := "--listen"
+	if sameProtocol {
+		listen = "--qga-listen"
+	}
+	os.Remove(agentSock)
 	agentProc, err := startProcess(ctx, "kvmmanager-agent",
-		[]string{agentBin, "--listen", "unix:" + agentSock, "--config", fx.config, "--log-level", "warn"},
+		[]string{agentBin, listen, "unix:" + agentSock, "--config", fx.config, "--log-level", "warn"},
 		filepath.Join(fx.work, "agent.log"), agentSock)
 	if err != nil {
 		return targets, stop, err
@@ -318,6 +406,7 @@ func startAgents(ctx context.Context, opts Options, rep *Report, fx fixtures, ag
 	})
 	// No -F: the fsfreeze hook stays disabled; -f keeps the pid file out
 	// of /run so that a system qemu-ga is not disturbed.
+	os.Remove(qgaSock)
 	qgaProc, err := startProcess(ctx, "qemu-ga",
 		[]string{qga, "-m", "unix-listen", "-p", qgaSock, "-t", fx.stateDir, "-f", filepath.Join(fx.stateDir, "qemu-ga.pid")},
 		filepath.Join(fx.work, "qga.log"), qgaSock)
@@ -331,7 +420,11 @@ func startAgents(ctx context.Context, opts Options, rep *Report, fx fixtures, ag
 	})
 	dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	agentConn, err := dial(dctx, agentSock, jsonrpcCodec{})
+	var agentCodec codec = jsonrpcCodec{}
+	if sameProtocol {
+		agentCodec = qgaCodec{}
+	}
+	agentConn, err := dial(dctx, agentSock, agentCodec)
 	if err != nil {
 		return targets, stop, fmt.Errorf("kvmmanager-agent: %w", err)
 	}
@@ -341,8 +434,12 @@ func startAgents(ctx context.Context, opts Options, rep *Report, fx fixtures, ag
 		return targets, stop, fmt.Errorf("qemu-ga: %w", err)
 	}
 	undo = append(undo, func() { qgaConn.Close() })
+	var ours agentOps = kvmAgent{agentConn}
+	if sameProtocol {
+		ours = &qgaAgent{c: agentConn}
+	}
 	targets = [2]*target{
-		{name: "kvmmanager-agent", proc: agentProc, conn: agentConn, ops: kvmAgent{agentConn},
+		{name: "kvmmanager-agent", proc: agentProc, conn: agentConn, ops: ours,
 			readPath: fx.readPath, writePath: filepath.Join(fx.dataDir, "agent-write.bin")},
 		{name: "qemu-ga", proc: qgaProc, conn: qgaConn, ops: &qgaAgent{c: qgaConn},
 			readPath: fx.readPath, writePath: filepath.Join(fx.dataDir, "qga-write.bin")},

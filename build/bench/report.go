@@ -14,10 +14,14 @@ import (
 // Report is everything one run measured; it is written as report.json and
 // rendered as report.md.
 type Report struct {
-	Machine  Machine          `json:"machine"`
-	Smoke    bool             `json:"smoke"`
-	Rounds   int              `json:"rounds"`
-	Figures  []Figure         `json:"figures"`
+	Machine Machine  `json:"machine"`
+	Smoke   bool     `json:"smoke"`
+	Rounds  int      `json:"rounds"`
+	Figures []Figure `json:"figures"`
+	// SameProtocol: our QGA dialect against qemu-ga, one client for both.
+	SameProtocol []Figure `json:"figures_same_protocol,omitempty"`
+	// Loaded: protocol 1.0 against qemu-ga with a CPU hog on every core.
+	Loaded   []Figure         `json:"figures_loaded,omitempty"`
 	Binaries []binaryInfo     `json:"binaries"`
 	Build    []BuildFigure    `json:"build,omitempty"`
 	Micro    []MicroBenchmark `json:"micro_benchmarks,omitempty"`
@@ -165,6 +169,16 @@ func (r *Report) Markdown() string {
 		b.WriteString("**Smoke run** (BENCH_SMOKE=1): a few operations per round and a 1 MiB file; the figures only show that the harness works.\n\n")
 	}
 	b.WriteString(r.Table())
+	if len(r.SameProtocol) > 0 {
+		b.WriteString("\n## Same protocol: our QGA dialect against qemu-ga\n\n")
+		b.WriteString("The agent serves `--qga-listen`; both agents get the identical QGA client (guest-ping, guest-get-osinfo, guest-network-get-interfaces, guest-get-fsinfo, guest-exec + guest-exec-status, guest-file-open/read/write/close in 4 MiB chunks). Goals: ping ≥ 2×, info calls ≤ 1×, file transfer ≥ 2×.\n\n")
+		b.WriteString(figureTable(r.SameProtocol, sameProtocolGoal))
+	}
+	if len(r.Loaded) > 0 {
+		fmt.Fprintf(&b, "\n## Loaded machine: a CPU hog on each of the %d cores\n\n", r.Machine.Cores)
+		b.WriteString("Protocol 1.0 against qemu-ga while a busy shell loop runs on every core. Goal: ping p99 within 1.5× of qemu-ga's.\n\n")
+		b.WriteString(figureTable(r.Loaded, loadedGoal))
+	}
 	if len(r.Build) > 0 {
 		b.WriteString("\n## Build\n\n| figure | seconds | goal | met? |\n|---|---:|---|---|\n")
 		for _, f := range r.Build {
@@ -202,10 +216,17 @@ func (r *Report) Markdown() string {
 }
 
 // Table renders the side-by-side figures as a Markdown table.
-func (r *Report) Table() string {
+func (r *Report) Table() string { return figureTable(r.Figures, nil) }
+
+// figureTable renders figures as a Markdown table; goal, when not nil,
+// replaces the figures' goals (a pass with goals of its own).
+func figureTable(figs []Figure, goal func(key string) float64) string {
 	var b strings.Builder
 	b.WriteString("| figure | ours | qemu-ga | ratio | goal | met? |\n|---|---:|---:|---:|---|---|\n")
-	for _, f := range r.Figures {
+	for _, f := range figs {
+		if goal != nil {
+			f = withGoal(f, goal(f.Key))
+		}
 		unit := ""
 		if f.Unit != "" {
 			unit = " " + f.Unit
@@ -214,6 +235,38 @@ func (r *Report) Table() string {
 			formatRatio(f.Ratio), f.Goal(), met(f.Met))
 	}
 	return b.String()
+}
+
+// withGoal sets f's goal ratio and whether it is met.
+func withGoal(f Figure, g float64) Figure {
+	f.GoalRatio, f.Met = g, nil
+	if g != 0 {
+		met := float64(f.Ratio) >= g
+		if f.Better == Lower {
+			met = float64(f.Ratio) <= g
+		}
+		f.Met = &met
+	}
+	return f
+}
+
+// sameProtocolGoal: issue 10's goals for the same-protocol comparison.
+func sameProtocolGoal(key string) float64 {
+	switch figureKey(key) {
+	case keyPingSeqRPS, keyPingPipeRPS, keyReadMiBps, keyWriteMiBps:
+		return 2.0
+	case keySystemInfoP50, keyNetworkInfoP50, keyDiskUsageP50, keyIdleRSS:
+		return 1.0
+	}
+	return 0
+}
+
+// loadedGoal: issue 16's goal on the tail under load.
+func loadedGoal(key string) float64 {
+	if figureKey(key) == keyPingSeqP99 {
+		return 1.5
+	}
+	return 0
 }
 
 func formatNum(v float64) string {

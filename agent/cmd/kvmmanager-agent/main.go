@@ -131,14 +131,17 @@ func run(args []string, stdout, stderr io.Writer) int {
 	context.AfterFunc(ctx, stop)
 
 	svc := methods.New(cfg, methods.Options{Logger: log})
+	// One memory budget for both ports.
+	budget := server.NewBudget(cfg.MaxMemoryBytes, 0)
 	srv := server.New(svc.Handlers(), server.Options{
 		Logger:        log,
+		Budget:        budget,
 		MaxConcurrent: cfg.MaxConcurrentRequests,
 		MaxLineBytes:  server.LineLimit(cfg.MaxFileSizeBytes),
 		// Handlers that never block: answered on the reading goroutine.
 		Inline: svc.NonBlocking(),
 	})
-	dialect := newQGADialect(svc, cfg, log) // nil where the QGA back end does not exist (Windows)
+	dialect := newQGADialect(svc, cfg, log, budget) // nil where the QGA back end does not exist (Windows)
 	log.Info("kvmmanager-agent starting", "version", version.Version, "commit", version.Commit,
 		"protocol", protocol.Version, "config", *configPath, "qga_port", cfg.QGAPort)
 
@@ -163,6 +166,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 			qopts := transport.DeviceOptions{
 				Logger:   log.With("port", qapi.PortName),
 				PortName: qapi.PortName,
+				Optional: true,
 				Path:     *qgaDevice,
 			}
 			if *qgaDevice == "" {

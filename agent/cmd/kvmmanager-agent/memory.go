@@ -7,17 +7,22 @@ import (
 	"github.com/kvmmanager/guest-agent/agent/config"
 )
 
+// runtimeBase is what the agent holds beside its memory budget: the Go
+// runtime, goroutine stacks, the buffers every connection has (64 KiB read
+// buffer, up to 512 KiB of small replies queued), the small replies and
+// params no budget counts.
+const runtimeBase = 16 << 20
+
 // tuneMemory sets a soft memory limit for the Go runtime, unless GOMEMLIMIT
-// is set. The agent is idle almost always and then briefly handles one big
-// file (up to max_file_size_bytes, base64 on the wire): without a limit the
-// heap may grow to twice its peak live size before collecting. The limit
-// makes the collector work harder instead, near a budget of a few copies of
-// the largest request plus a base; it is soft, so a larger real need still
-// succeeds.
+// is set: max_memory_bytes, which bounds what requests and replies in
+// flight hold, plus runtimeBase. Without a limit the heap may grow to twice
+// its peak live size before collecting (buffers of finished requests are
+// garbage the collector has not met yet); the limit makes the collector run
+// before the heap passes the budget instead. It is soft: a larger real need
+// still succeeds, but the budget keeps the live part under it.
 func tuneMemory(cfg *config.Config) {
 	if os.Getenv("GOMEMLIMIT") != "" {
 		return
 	}
-	line := 4*((cfg.MaxFileSizeBytes+2)/3) + 64<<10
-	debug.SetMemoryLimit(16<<20 + 3*line)
+	debug.SetMemoryLimit(cfg.MaxMemoryBytes + runtimeBase)
 }

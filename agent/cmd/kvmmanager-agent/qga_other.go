@@ -13,8 +13,8 @@ import (
 )
 
 // newQGADialect is the QEMU guest agent dialect over svc.
-func newQGADialect(svc *methods.Service, cfg *config.Config, log *slog.Logger) transport.Server {
-	return qga.New(svc, cfg, qga.Options{Logger: log, MaxObject: server.LineLimit(cfg.MaxFileSizeBytes)})
+func newQGADialect(svc *methods.Service, cfg *config.Config, log *slog.Logger, budget *server.Budget) transport.Server {
+	return qga.New(svc, cfg, qga.Options{Logger: log, MaxObject: server.LineLimit(cfg.MaxFileSizeBytes), Budget: budget})
 }
 
 // qemuGARunning names a running qemu-ga, which keeps the QGA port.
