@@ -104,7 +104,8 @@ func TestEditRebuildsOnlyItsCommand(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	agent := []string{"linux-amd64/kvmmanager-agent", "linux-arm64/kvmmanager-agent"}
+	agent := []string{"linux-amd64/kvmmanager-agent", "linux-arm64/kvmmanager-agent",
+		"windows-amd64/kvmmanager-agent.exe", "windows-arm64/kvmmanager-agent.exe"}
 	ctl := []string{"linux-amd64/kvmmanager-agentctl", "linux-arm64/kvmmanager-agentctl"}
 	if got, want := built(), slices.Sorted(slices.Values(append(slices.Clone(agent), ctl...))); !slices.Equal(got, want) {
 		t.Fatalf("first build built %v, want %v", got, want)
@@ -121,7 +122,7 @@ func TestEditRebuildsOnlyItsCommand(t *testing.T) {
 		t.Errorf("after editing agent/client: built %v, want %v", got, ctl)
 	}
 	edit("agent/protocol/types.go")
-	if got := built(); len(got) != 4 {
-		t.Errorf("after editing agent/protocol (shared): built %v, want all four", got)
+	if got, want := built(), slices.Sorted(slices.Values(append(slices.Clone(agent), ctl...))); !slices.Equal(got, want) {
+		t.Errorf("after editing agent/protocol (shared): built %v, want all %v", got, want)
 	}
 }

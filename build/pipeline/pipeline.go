@@ -40,6 +40,15 @@ type run struct {
 	out    io.Writer
 	unlock func()
 	said   bool // the signing line was printed
+	// built holds the first binaries() result of this run: a later step
+	// (the ISO's Windows agents) reuses it instead of checking and
+	// printing every binary again.
+	built *builtBinaries
+}
+
+type builtBinaries struct {
+	bins     []binaries.Binary
+	agentKey string
 }
 
 // close releases the run's lock on its output directory.
@@ -161,6 +170,17 @@ func ISO(ctx context.Context, opts Options) (string, error) {
 // the host CLI and the reverse. It returns the binaries and the agent's key,
 // which is what the packages are built from.
 func (r *run) binaries(ctx context.Context) ([]binaries.Binary, string, error) {
+	if r.built != nil {
+		return r.built.bins, r.built.agentKey, nil
+	}
+	bins, key, err := r.buildBinaries(ctx)
+	if err == nil {
+		r.built = &builtBinaries{bins: bins, agentKey: key}
+	}
+	return bins, key, err
+}
+
+func (r *run) buildBinaries(ctx context.Context) ([]binaries.Binary, string, error) {
 	cmds, err := binaries.Present(r.opts.Root, func(s string) { fmt.Fprintf(r.out, "notice: %s\n", s) })
 	if err != nil {
 		return nil, "", err
