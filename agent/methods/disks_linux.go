@@ -199,7 +199,10 @@ func (s *Service) diskAddress(dev, name string) *protocol.DiskAddress {
 }
 
 // diskSerial reads the disk's serial as sysfs has it: virtio-blk's
-// "serial", SCSI/SATA/NVMe "device/serial", else the "device/wwid".
+// "serial", SCSI/SATA/NVMe "device/serial", the SCSI unit serial VPD page;
+// else udev's ID_SERIAL, which qemu-ga reports (a QEMU CD-ROM has no serial
+// in sysfs: udev makes "0QEMU_QEMU_CD-ROM_drive-scsi0-0-0-0" from its
+// inquiry data).
 func (s *Service) diskSerial(disk string) string {
 	for _, p := range []string{"/serial", "/device/serial"} {
 		if v := s.readSysString(disk + p); v != "" {
@@ -210,6 +213,25 @@ func (s *Service) diskSerial(disk string) string {
 		// Unit Serial Number VPD page: 4 header bytes, then the serial.
 		if len(v) > 4 {
 			return strings.TrimSpace(strings.Trim(v[4:], "\x00"))
+		}
+	}
+	return s.udevSerial(disk)
+}
+
+// udevSerial returns the ID_SERIAL property udev recorded for the block
+// device in its database (/run/udev/data/bMAJOR:MINOR), or "".
+func (s *Service) udevSerial(disk string) string {
+	dev := s.readSysString(disk + "/dev") // "MAJOR:MINOR"
+	if dev == "" || strings.ContainsAny(dev, "/.") {
+		return ""
+	}
+	b, err := readSmallFile(s.hostPath("/run/udev/data/b" + dev))
+	if err != nil {
+		return ""
+	}
+	for line := range strings.SplitSeq(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "E:ID_SERIAL="); ok {
+			return strings.TrimSpace(v)
 		}
 	}
 	return ""

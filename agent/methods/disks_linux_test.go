@@ -71,8 +71,10 @@ func fakeMachine(t *testing.T) string {
 		sdcDir + "/size": "100\n", pciRoot + "/0000:00:01.1/ata1/": "",
 		nvmeDir + "/size": "100\n", pciRoot + "/0000:00:06.0/nvme/nvme0/serial": "NVME-SER\n",
 		nvmeDir + "/device": "-> ..",
-		usbDir + "/size":    "100\n",
-		dmDir + "/size":     "4096\n", dmDir + "/dm/name": "vg-root\n", dmDir + "/slaves/vda2": "-> /" + vdaDir + "/vda2",
+		usbDir + "/size":    "100\n", usbDir + "/dev": "8:48\n",
+		// No serial in sysfs: udev's ID_SERIAL (as qemu-ga reports it).
+		"run/udev/data/b8:48": "S:disk/by-id/usb-QEMU_QEMU_HARDDISK_1-0000:00:07.0-1-0:0\nE:ID_SERIAL=QEMU_QEMU_HARDDISK_1-0000:00:07.0-1\nE:ID_BUS=usb\n",
+		dmDir + "/size":       "4096\n", dmDir + "/dm/name": "vg-root\n", dmDir + "/slaves/vda2": "-> /" + vdaDir + "/vda2",
 		loop0Dir + "/size": "0\n",
 		loop1Dir + "/size": "100\n",
 		mmioDir + "/size":  "100\n",
@@ -133,7 +135,7 @@ func TestDisks(t *testing.T) {
 		`{"name":"/dev/sda","partition":false,"dependencies":[],"address":{"pci_controller":{"domain":0,"bus":0,"slot":5,"function":0},"bus_type":"scsi","bus":0,"target":0,"unit":7,"serial":"SCSI-SER-1","dev":"/dev/sda"}},` +
 		`{"name":"/dev/sdb","partition":false,"dependencies":[],"address":{"pci_controller":{"domain":0,"bus":0,"slot":31,"function":2},"bus_type":"sata","bus":0,"target":0,"unit":2,"serial":"SATA-SER","dev":"/dev/sdb"}},` +
 		`{"name":"/dev/sdc","partition":false,"dependencies":[],"address":{"pci_controller":{"domain":0,"bus":0,"slot":1,"function":1},"bus_type":"ide","bus":1,"target":0,"unit":1,"dev":"/dev/sdc"}},` +
-		`{"name":"/dev/sdd","partition":false,"dependencies":[],"address":{"pci_controller":{"domain":0,"bus":0,"slot":7,"function":0},"bus_type":"usb","bus":0,"target":0,"unit":0,"dev":"/dev/sdd"}},` +
+		`{"name":"/dev/sdd","partition":false,"dependencies":[],"address":{"pci_controller":{"domain":0,"bus":0,"slot":7,"function":0},"bus_type":"usb","bus":0,"target":0,"unit":0,"serial":"QEMU_QEMU_HARDDISK_1-0000:00:07.0-1","dev":"/dev/sdd"}},` +
 		`{"name":"/dev/vda","partition":false,"dependencies":[],"address":{"pci_controller":{"domain":0,"bus":1,"slot":0,"function":0},"bus_type":"virtio","bus":0,"target":0,"unit":0,"serial":"VDA-SERIAL","dev":"/dev/vda"}},` +
 		`{"name":"/dev/vda1","partition":true,"dependencies":["/dev/vda"]},` +
 		`{"name":"/dev/vda2","partition":true,"dependencies":["/dev/vda"]},` +
