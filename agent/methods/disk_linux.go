@@ -179,12 +179,32 @@ func usage(m mountEntry, st *unix.Statfs_t) protocol.Filesystem {
 	return fs
 }
 
-// parseMountinfo parses proc(5)'s mountinfo lines:
-// "36 35 98:0 /mnt1 /mnt2 rw,noatime master:1 - ext3 /dev/root rw,errors=continue".
-// It splits the bytes in place; only the four fields kept become strings.
+// parseMountinfo parses proc(5)'s mountinfo into the fields get_disk_usage
+// needs; only the four fields kept become strings.
 func parseMountinfo(data []byte) ([]mountEntry, error) {
 	out := make([]mountEntry, 0, bytes.Count(data, []byte{'\n'})+1)
-	var fields [24][]byte
+	err := eachMountinfoLine(data, func(_ []byte, f [][]byte, sep int) error {
+		out = append(out, mountEntry{
+			devID:      string(f[2]),
+			mountPoint: unescapeOctal(f[4]),
+			fsType:     unescapeOctal(f[sep+1]),
+			source:     unescapeOctal(f[sep+2]),
+		})
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// eachMountinfoLine splits proc(5)'s mountinfo lines,
+// "36 35 98:0 /mnt1 /mnt2 rw,noatime master:1 - ext3 /dev/root rw,errors=continue",
+// in place and calls fn with each line's fields and the index of the "-"
+// separator (f[sep+1] is the file system type, f[sep+2] the source). The
+// fields alias data and are only valid during the call.
+func eachMountinfoLine(data []byte, fn func(line []byte, f [][]byte, sep int) error) error {
+	var fields [32][]byte
 	for len(data) > 0 {
 		line := data
 		if i := bytes.IndexByte(data, '\n'); i >= 0 {
@@ -204,16 +224,13 @@ func parseMountinfo(data []byte) ([]mountEntry, error) {
 			}
 		}
 		if len(f) < 6 || sep < 0 || sep+2 >= len(f) {
-			return nil, fmt.Errorf("malformed line %q", line)
+			return fmt.Errorf("malformed line %q", line)
 		}
-		out = append(out, mountEntry{
-			devID:      string(f[2]),
-			mountPoint: unescapeOctal(f[4]),
-			fsType:     unescapeOctal(f[sep+1]),
-			source:     unescapeOctal(f[sep+2]),
-		})
+		if err := fn(line, f, sep); err != nil {
+			return err
+		}
 	}
-	return out, nil
+	return nil
 }
 
 // splitFields appends the space- or tab-separated fields of line to f.

@@ -21,41 +21,19 @@ type mount struct {
 	source     string
 }
 
-// parseMounts parses proc(5)'s mountinfo:
-// "36 35 98:0 /mnt1 /mnt2 rw,noatime master:1 - ext3 /dev/root rw,errors=continue".
+// parseMounts parses proc(5)'s mountinfo into mounts.
 func parseMounts(data []byte) ([]mount, error) {
 	var out []mount
-	var fields [32][]byte
-	for len(data) > 0 {
-		line := data
-		if i := bytes.IndexByte(data, '\n'); i >= 0 {
-			line, data = data[:i], data[i+1:]
-		} else {
-			data = nil
-		}
-		f := splitFields(line, fields[:0])
-		if len(f) == 0 {
-			continue
-		}
-		sep := -1
-		for i := 6; i < len(f); i++ {
-			if len(f[i]) == 1 && f[i][0] == '-' {
-				sep = i
-				break
-			}
-		}
-		if len(f) < 6 || sep < 0 || sep+2 >= len(f) {
-			return nil, fmt.Errorf("malformed line %q", line)
-		}
+	err := eachMountinfoLine(data, func(line []byte, f [][]byte, sep int) error {
 		id, err := strconv.Atoi(string(f[0]))
 		if err != nil {
-			return nil, fmt.Errorf("malformed mount id in %q", line)
+			return fmt.Errorf("malformed mount id in %q", line)
 		}
 		maj, min, ok := strings.Cut(string(f[2]), ":")
 		ma, err1 := strconv.ParseUint(maj, 10, 32)
 		mi, err2 := strconv.ParseUint(min, 10, 32)
 		if !ok || err1 != nil || err2 != nil {
-			return nil, fmt.Errorf("malformed major:minor in %q", line)
+			return fmt.Errorf("malformed major:minor in %q", line)
 		}
 		ro := false
 		for _, o := range bytes.Split(f[5], []byte(",")) {
@@ -72,6 +50,10 @@ func parseMounts(data []byte) ([]mount, error) {
 			fsType:     unescapeOctal(f[sep+1]),
 			source:     unescapeOctal(f[sep+2]),
 		})
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
 	return out, nil
 }
