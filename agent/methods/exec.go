@@ -21,9 +21,6 @@ import (
 	"github.com/kvmmanager/guest-agent/agent/protocol"
 )
 
-// defaultExecTimeout is exec_command's timeout_seconds when absent.
-const defaultExecTimeout = 30
-
 // pipeDrainDelay is how long exec_command waits, once the command and
 // everything it started were killed, for its output pipes to close: only a
 // process outside its container (which should not exist) could hold them.
@@ -44,26 +41,9 @@ var childEnv = []string{
 // stdin on /dev/null and its output captured up to max_output_bytes per
 // stream.
 func (s *Service) execCommand(ctx context.Context, params json.RawMessage) (any, error) {
-	var p protocol.ExecParams
-	if err := decodeParams(params, &p); err != nil {
+	p, timeout, capture, err := s.decodeExecParams(params)
+	if err != nil {
 		return nil, err
-	}
-	if p.Command == "" {
-		return nil, invalidParams(`"command" is required`)
-	}
-	timeout := defaultExecTimeout
-	if p.TimeoutSeconds != nil {
-		if *p.TimeoutSeconds < 1 {
-			return nil, invalidParams(`"timeout_seconds" must be at least 1, got %d`, *p.TimeoutSeconds)
-		}
-		timeout = *p.TimeoutSeconds
-	}
-	timeout = min(timeout, s.cfg.CommandTimeoutSeconds)
-	capture := p.CaptureOutput == nil || *p.CaptureOutput
-	for i, a := range p.Args {
-		if strings.IndexByte(a, 0) >= 0 {
-			return nil, invalidParams("args[%d] contains a NUL byte", i)
-		}
 	}
 	if wd := p.WorkingDirectory; wd != "" {
 		if !filepath.IsAbs(wd) {
