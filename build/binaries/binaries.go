@@ -12,7 +12,9 @@ import (
 	"io/fs"
 	"os"
 	"os/exec"
+	"path"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -75,6 +77,10 @@ type Options struct {
 	Arches   []string     // linux architectures; default Arches (Windows: the command's platforms)
 	Commands []Command    // commands to build; nil builds every present command
 	Notices  func(string) // receives notices about skipped commands (may be nil)
+	// Targets, when set, are exactly the binaries to build (Path under
+	// Dist/bin/<os>-<arch>/, named after the package directory); Arches
+	// and Commands are then unused.
+	Targets []Binary
 }
 
 // Binary is one built executable.
@@ -83,7 +89,8 @@ type Binary struct {
 	OS      string // "linux" or "windows"
 	Arch    string
 	Path    string
-	// Duration is how long compiling it took (builds run in parallel).
+	// Duration is how long the go build of its platform took (platforms
+	// build in parallel).
 	Duration time.Duration
 }
 
@@ -124,9 +131,61 @@ func Present(root string, notice func(string)) ([]Command, error) {
 	return out, nil
 }
 
-// Build compiles every present command for every architecture, in parallel
-// per architecture, and returns the binaries in command-then-arch order.
+// Build compiles every present command for every architecture (or exactly
+// opts.Targets), with one `go build` per platform, the platforms in
+// parallel, and returns the binaries in command-then-platform order (in
+// the order of opts.Targets when given).
+//
+// Each binary is written in place by the go command, which links it again
+// only when what goes into it changed: an edit that leaves every compiled
+// package the same (a comment) keeps the binary, byte for byte.
 func Build(ctx context.Context, opts Options) ([]Binary, error) {
+	out := opts.Targets
+	if out == nil {
+		var err error
+		if out, err = targets(opts); err != nil {
+			return nil, err
+		}
+	} else {
+		out = slices.Clone(out)
+	}
+	var (
+		platforms []Platform
+		groups    = map[Platform][]int{}
+	)
+	for i, b := range out {
+		p := Platform{b.OS, b.Arch}
+		if _, ok := groups[p]; !ok {
+			platforms = append(platforms, p)
+		}
+		groups[p] = append(groups[p], i)
+	}
+	errs := make([]error, len(platforms))
+	var wg sync.WaitGroup
+	for i, p := range platforms {
+		wg.Go(func() {
+			t0 := time.Now()
+			var bins []Binary
+			for _, j := range groups[p] {
+				bins = append(bins, out[j])
+			}
+			errs[i] = compile(ctx, opts, p, bins)
+			for _, j := range groups[p] {
+				out[j].Duration = time.Since(t0)
+			}
+		})
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// targets lists what Build builds without opts.Targets: every present
+// command (or opts.Commands) for linux on opts.Arches, then for its other
+// platforms.
+func targets(opts Options) ([]Binary, error) {
 	arches := opts.Arches
 	if len(arches) == 0 {
 		arches = Arches
@@ -149,53 +208,51 @@ func Build(ctx context.Context, opts Options) ([]Binary, error) {
 			}
 		}
 	}
-	errs := make([]error, len(out))
-	var wg sync.WaitGroup
-	for i, b := range out {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			t0 := time.Now()
-			errs[i] = compile(ctx, opts, b)
-			out[i].Duration = time.Since(t0)
-		}()
-	}
-	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
-		return nil, err
-	}
 	return out, nil
 }
 
 // LDFlags returns the linker flags that strip the binary and stamp info.
+// The Go build ID stays: it is a hash of the inputs (the same on every
+// machine with -trimpath), and it is what lets the go command see that a
+// binary is up to date instead of linking it again.
 func LDFlags(info version.Info) string {
 	return strings.Join([]string{
-		"-s", "-w", "-buildid=",
+		"-s", "-w",
 		"-X", versionPkg + ".Version=" + info.Version,
 		"-X", versionPkg + ".Commit=" + info.Commit,
 	}, " ")
 }
 
-func compile(ctx context.Context, opts Options, b Binary) error {
-	if err := os.MkdirAll(filepath.Dir(b.Path), 0o755); err != nil {
-		return fmt.Errorf("create %s: %w", filepath.Dir(b.Path), err)
+// compile builds bins, all for platform p and all in one directory, with one
+// go build. The go command writes each executable by renaming a finished
+// file over the old one, so an interrupted build never leaves a truncated
+// binary.
+func compile(ctx context.Context, opts Options, p Platform, bins []Binary) error {
+	dir := filepath.Dir(bins[0].Path)
+	args := []string{"build", "-trimpath", "-buildvcs=false", "-ldflags", LDFlags(opts.Info), "-o", dir + string(filepath.Separator)}
+	var pkgs []string
+	for _, b := range bins {
+		// go build -o DIR/ names each executable after its package directory.
+		want := filepath.Join(dir, path.Base(b.Command.Package))
+		if p.OS == "windows" {
+			want += ".exe"
+		}
+		if b.Path != want || b.Command.Name != path.Base(b.Command.Package) {
+			return fmt.Errorf("build %s for %s: output %s must be %s, named after the package directory", b.Command.Package, p, b.Path, want)
+		}
+		pkgs = append(pkgs, b.Command.Package)
 	}
-	// Write next to the target and rename, so an interrupted build never
-	// leaves a truncated binary that looks up to date.
-	tmp := b.Path + ".tmp"
-	args := []string{"build", "-trimpath", "-buildvcs=false", "-ldflags", LDFlags(opts.Info), "-o", tmp, b.Command.Package}
-	cmd := exec.CommandContext(ctx, "go", args...)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("create %s: %w", dir, err)
+	}
+	cmd := exec.CommandContext(ctx, "go", append(args, pkgs...)...)
 	cmd.Dir = opts.Root
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS="+b.OS, "GOARCH="+b.Arch)
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS="+p.OS, "GOARCH="+p.Arch)
 	var out bytes.Buffer
 	cmd.Stdout = &out
 	cmd.Stderr = &out
 	if err := cmd.Run(); err != nil {
-		_ = os.Remove(tmp)
-		return fmt.Errorf("go build %s for %s/%s: %w\n%s", b.Command.Package, b.OS, b.Arch, err, out.String())
-	}
-	if err := os.Rename(tmp, b.Path); err != nil {
-		return fmt.Errorf("rename %s: %w", tmp, err)
+		return fmt.Errorf("go build %s for %s/%s: %w\n%s", strings.Join(pkgs, " "), p.OS, p.Arch, err, out.String())
 	}
 	return nil
 }

@@ -7,11 +7,14 @@ package pipeline
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"runtime"
+	"sort"
 	"time"
 
 	"github.com/kvmmanager/guest-agent/build/binaries"
@@ -47,8 +50,8 @@ type run struct {
 }
 
 type builtBinaries struct {
-	bins     []binaries.Binary
-	agentKey string
+	bins []binaries.Binary
+	sums map[string]string // SHA-256 by path
 }
 
 // close releases the run's lock on its output directory.
@@ -164,91 +167,112 @@ func ISO(ctx context.Context, opts Options) (string, error) {
 	return p, err
 }
 
-// binaries builds the commands whose sources changed. Each command has a
-// stamp of its own over the files it is built from (its package and the
-// module packages it imports), so that an edit of the agent does not relink
-// the host CLI and the reverse. It returns the binaries and the agent's key,
-// which is what the packages are built from.
-func (r *run) binaries(ctx context.Context) ([]binaries.Binary, string, error) {
+// binaries builds the binaries whose sources changed. Each binary (one
+// command on one platform) has a stamp of its own over the files it is
+// built from (its package and the module packages it imports, with that
+// platform's build constraints), so that an edit of the agent does not
+// relink the host CLI, nor a Linux-only edit the Windows agent. The stamps
+// record each binary's SHA-256, which is what the packages and the ISO are
+// keyed by: a rebuild that gives the same bytes leaves them up to date.
+func (r *run) binaries(ctx context.Context) ([]binaries.Binary, map[string]string, error) {
 	if r.built != nil {
-		return r.built.bins, r.built.agentKey, nil
+		return r.built.bins, r.built.sums, nil
 	}
-	bins, key, err := r.buildBinaries(ctx)
+	bins, sums, err := r.buildBinaries(ctx)
 	if err == nil {
-		r.built = &builtBinaries{bins: bins, agentKey: key}
+		r.built = &builtBinaries{bins: bins, sums: sums}
 	}
-	return bins, key, err
+	return bins, sums, err
 }
 
-func (r *run) buildBinaries(ctx context.Context) ([]binaries.Binary, string, error) {
+func (r *run) buildBinaries(ctx context.Context) ([]binaries.Binary, map[string]string, error) {
 	cmds, err := binaries.Present(r.opts.Root, func(s string) { fmt.Fprintf(r.out, "notice: %s\n", s) })
 	if err != nil {
-		return nil, "", err
+		return nil, nil, err
 	}
 	module, err := modulePath(r.opts.Root)
 	if err != nil {
-		return nil, "", err
+		return nil, nil, err
 	}
-	type step struct {
-		cmd     binaries.Command
-		key, st string
-		outputs []string
+	mod, err := hashFiles(r.opts.Root, []string{"go.mod", "go.sum"})
+	if err != nil {
+		return nil, nil, err
 	}
+	type step struct{ key, st string }
 	var (
-		want     []binaries.Binary
-		stale    []binaries.Command
-		steps    []step
-		agentKey string
+		want  []binaries.Binary
+		stale []binaries.Binary
+		steps = map[string]step{} // by output path
+		sums  = map[string]string{}
 	)
 	for _, c := range cmds {
-		srcs, err := commandSources(r.opts.Root, module, c.Package, c.Platforms())
-		if err != nil {
-			return nil, "", err
-		}
-		src, err := hashFiles(r.opts.Root, append([]string{"go.mod", "go.sum"}, srcs...))
-		if err != nil {
-			return nil, "", err
-		}
-		s := step{cmd: c, st: stampPath(r.opts.Dist, "binary-"+c.Name),
-			key: hashStrings("binary/3", r.info.Version, r.info.Commit, fmt.Sprint(r.info.SourceDateEpoch),
-				runtime.Version(), fmt.Sprint(c.Platforms()), c.Name+"="+c.Package, src)}
 		for _, pl := range c.Platforms() {
-			p := binaries.PlatformPath(r.opts.Dist, pl, c.Name)
-			want = append(want, binaries.Binary{Command: c, OS: pl.OS, Arch: pl.Arch, Path: p})
-			s.outputs = append(s.outputs, p)
+			srcs, err := commandSources(r.opts.Root, module, c.Package, []binaries.Platform{pl})
+			if err != nil {
+				return nil, nil, err
+			}
+			src, err := hashFiles(r.opts.Root, srcs)
+			if err != nil {
+				return nil, nil, err
+			}
+			b := binaries.Binary{Command: c, OS: pl.OS, Arch: pl.Arch, Path: binaries.PlatformPath(r.opts.Dist, pl, c.Name)}
+			want = append(want, b)
+			s := step{st: stampPath(r.opts.Dist, "binary-"+c.Name+"-"+pl.String()),
+				key: hashStrings("binary/4", r.info.Version, r.info.Commit, fmt.Sprint(r.info.SourceDateEpoch),
+					runtime.Version(), pl.String(), c.Name+"="+c.Package, mod, src)}
+			if sum, ok := upToDateSum(s.st, s.key, b.Path); ok {
+				sums[b.Path] = sum
+				r.report([]string{b.Path}, 0, true)
+				continue
+			}
+			// The go command keeps a binary it finds up to date: let it
+			// judge only a file that the last build wrote.
+			if !vouched(s.st, b.Path) {
+				if err := os.Remove(b.Path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+					return nil, nil, fmt.Errorf("remove unvouched binary: %w", err)
+				}
+			}
+			stale = append(stale, b)
+			steps[b.Path] = s
 		}
-		if c.Name == binaries.Agent.Name {
-			agentKey = s.key
-		}
-		if upToDate(s.st, s.key, s.outputs) {
-			r.report(s.outputs, 0, true)
-			continue
-		}
-		removeStamp(s.st)
-		stale = append(stale, c)
-		steps = append(steps, s)
 	}
-	removeStamp(stampPath(r.opts.Dist, "binaries")) // the one stamp of earlier versions
+	for _, old := range []string{"binaries", "binary-" + binaries.Agent.Name, "binary-" + binaries.AgentCtl.Name} {
+		removeStamp(stampPath(r.opts.Dist, old)) // the stamps of earlier versions
+	}
 	if len(stale) == 0 {
-		return want, agentKey, nil
+		return want, sums, nil
 	}
-	bins, err := binaries.Build(ctx, binaries.Options{Root: r.opts.Root, Dist: r.opts.Dist, Info: r.info, Commands: stale})
+	built, err := binaries.Build(ctx, binaries.Options{Root: r.opts.Root, Dist: r.opts.Dist, Info: r.info, Targets: stale})
 	if err != nil {
-		return nil, "", err
+		return nil, nil, err
 	}
-	for _, b := range bins {
+	for _, b := range built {
+		s := steps[b.Path]
+		sum, err := writeBinaryStamp(s.st, s.key, b.Path)
+		if err != nil {
+			return nil, nil, err
+		}
+		sums[b.Path] = sum
 		r.line(b.Path, b.Duration, false)
 	}
-	for _, s := range steps {
-		if err := writeStamp(s.st, s.key, s.outputs); err != nil {
-			return nil, "", err
+	return want, sums, nil
+}
+
+// binarySums lists the SHA-256 of the binaries of command name for os, by
+// architecture, in a stable order for a stamp key.
+func binarySums(bins []binaries.Binary, sums map[string]string, name, goos string) []string {
+	var out []string
+	for _, b := range bins {
+		if b.Command.Name == name && b.OS == goos {
+			out = append(out, b.Arch+"="+sums[b.Path])
 		}
 	}
-	return want, agentKey, nil
+	sort.Strings(out)
+	return out
 }
 
 func (r *run) packages(ctx context.Context) ([]packages.Package, map[string]string, string, error) {
-	bins, binKey, err := r.binaries(ctx)
+	bins, sums, err := r.binaries(ctx)
 	if err != nil {
 		return nil, nil, "", err
 	}
@@ -262,7 +286,15 @@ func (r *run) packages(ctx context.Context) ([]packages.Package, map[string]stri
 	if err != nil {
 		return nil, nil, "", err
 	}
-	key := hashStrings("packages/2", binKey, tree, r.keyIdentity())
+	mod, err := hashFiles(r.opts.Root, []string{"go.mod", "go.sum"})
+	if err != nil {
+		return nil, nil, "", err
+	}
+	// The packages are made of the Linux agents' bytes, packaging/ and the
+	// build identity (names, versions, file times), with nfpm's version
+	// pinned by go.sum.
+	key := hashStrings(append([]string{"packages/3", r.info.Version, r.info.Commit, fmt.Sprint(r.info.SourceDateEpoch),
+		mod, tree, r.keyIdentity()}, binarySums(bins, sums, binaries.Agent.Name, "linux")...)...)
 	st := stampPath(r.opts.Dist, "packages")
 	if outs, ok := readStampOutputs(st, key); ok && upToDate(st, key, outs) {
 		if pkgs, err := packages.Identify(outs); err == nil {
@@ -299,7 +331,11 @@ func (r *run) iso(ctx context.Context) (string, string, error) {
 	if err != nil {
 		return "", "", err
 	}
-	key := hashStrings("iso/1", pkgKey, tree)
+	bins, sums, err := r.binaries(ctx)
+	if err != nil {
+		return "", "", err
+	}
+	key := hashStrings(append([]string{"iso/2", pkgKey, tree}, binarySums(bins, sums, binaries.Agent.Name, "windows")...)...)
 	out := filepath.Join(r.opts.Dist, iso.FileName)
 	st := stampPath(r.opts.Dist, "iso")
 	if upToDate(st, key, []string{out}) {
@@ -308,10 +344,6 @@ func (r *run) iso(ctx context.Context) (string, string, error) {
 	}
 	removeStamp(st)
 	t0 := time.Now()
-	bins, _, err := r.binaries(ctx)
-	if err != nil {
-		return "", "", err
-	}
 	in := iso.Inputs{Root: r.opts.Root, Version: r.info.Version, Agents: agents, WindowsAgents: map[string]string{}}
 	for _, b := range bins {
 		if b.Command.Name == binaries.Agent.Name && b.OS == "windows" {

@@ -25,6 +25,9 @@ type output struct {
 	Path    string `json:"path"` // relative to the stamp's dist
 	Size    int64  `json:"size"`
 	ModTime int64  `json:"mtime_ns"`
+	// SHA256 is the output's content hash, recorded for binaries (what
+	// the steps after them are keyed by).
+	SHA256 string `json:"sha256,omitempty"`
 }
 
 func stampPath(dist, step string) string {
@@ -77,7 +80,58 @@ func upToDate(st, key string, outputs []string) bool {
 	return true
 }
 
+// upToDateSum is upToDate for a step with the one output p whose stamp
+// records its SHA-256, and returns that hash.
+func upToDateSum(st, key, p string) (string, bool) {
+	if !upToDate(st, key, []string{p}) {
+		return "", false
+	}
+	s, _ := readStamp(st)
+	return s.Outputs[0].SHA256, s.Outputs[0].SHA256 != ""
+}
+
+// vouched reports whether the stamp st, whatever its key, records p as it
+// is now: p is the file the step last wrote, not one damaged or put there
+// since.
+func vouched(st, p string) bool {
+	s, ok := readStamp(st)
+	if !ok {
+		return false
+	}
+	fi, err := os.Stat(p)
+	if err != nil || !fi.Mode().IsRegular() {
+		return false
+	}
+	for _, o := range s.Outputs {
+		if filepath.Join(stampDist(st), o.Path) == p {
+			return fi.Size() == o.Size && fi.ModTime().UnixNano() == o.ModTime
+		}
+	}
+	return false
+}
+
+// writeBinaryStamp writes the stamp of a step with the one output p,
+// recording p's SHA-256, and returns that hash.
+func writeBinaryStamp(st, key, p string) (string, error) {
+	f, err := os.Open(p)
+	if err != nil {
+		return "", fmt.Errorf("stamp output: %w", err)
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return "", fmt.Errorf("hash %s: %w", p, err)
+	}
+	sum := hex.EncodeToString(h.Sum(nil))
+	return sum, writeStampSums(st, key, []string{p}, []string{sum})
+}
+
 func writeStamp(st, key string, outputs []string) error {
+	return writeStampSums(st, key, outputs, nil)
+}
+
+// writeStampSums writes a stamp; sums, when given, are the outputs' SHA-256.
+func writeStampSums(st, key string, outputs, sums []string) error {
 	s := stamp{Key: key}
 	for _, p := range outputs {
 		fi, err := os.Stat(p)
@@ -88,7 +142,11 @@ func writeStamp(st, key string, outputs []string) error {
 		if err != nil {
 			return fmt.Errorf("stamp output %s: %w", p, err)
 		}
-		s.Outputs = append(s.Outputs, output{Path: rel, Size: fi.Size(), ModTime: fi.ModTime().UnixNano()})
+		o := output{Path: rel, Size: fi.Size(), ModTime: fi.ModTime().UnixNano()}
+		if sums != nil {
+			o.SHA256 = sums[len(s.Outputs)]
+		}
+		s.Outputs = append(s.Outputs, o)
 	}
 	b, err := json.MarshalIndent(s, "", "  ")
 	if err != nil {
