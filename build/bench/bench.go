@@ -32,17 +32,20 @@ import (
 
 // Options configure Run.
 type Options struct {
-	Root   string    // module root
-	Dist   string    // output root; the reports go to Dist/bench
-	Smoke  bool      // a few hundred operations, no build figures, no micro-benchmarks (CI)
-	Rounds int       // rounds per workload and agent; default DefaultRounds, never fewer than MinRounds
-	Build  bool      // measure the build figures (slow: a cold build from an empty cache)
-	Micro  bool      // run the agent's Go micro-benchmarks
-	QemuGA string    // qemu-ga executable; default "qemu-ga" on PATH, else /usr/sbin/qemu-ga
-	Agent  string    // prebuilt agent executable; "" builds it as shipped
-	Only   []string  // run only these workloads (for profiling); nil runs all
-	Place  Placement // CPU placement of client and agents; default PlaceSame
-	Out    io.Writer // progress; nil discards
+	Root   string // module root
+	Dist   string // output root; the reports go to Dist/bench
+	Smoke  bool   // a few hundred operations, no build figures, no micro-benchmarks (CI)
+	Rounds int    // rounds per workload and agent; default DefaultRounds, never fewer than MinRounds
+	Build  bool   // measure the build figures (slow: a cold build from an empty cache)
+	// BuildOnly measures the build figures alone (no agents, no
+	// micro-benchmarks) into Dist/bench/report-build.*.
+	BuildOnly bool
+	Micro     bool      // run the agent's Go micro-benchmarks
+	QemuGA    string    // qemu-ga executable; default "qemu-ga" on PATH, else /usr/sbin/qemu-ga
+	Agent     string    // prebuilt agent executable; "" builds it as shipped
+	Only      []string  // run only these workloads (for profiling); nil runs all
+	Place     Placement // CPU placement of client and agents; default PlaceSame
+	Out       io.Writer // progress; nil discards
 }
 
 // MinRounds is the least number of rounds a figure's median is taken over.
@@ -73,6 +76,13 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	opts.Root = root
 	if opts.Dist == "" {
 		opts.Dist = filepath.Join(root, "dist")
+	}
+	if opts.BuildOnly {
+		rep := &Report{Machine: machine(), BuildOnly: true}
+		if rep.Build, err = measureBuild(ctx, root, opts.Out); err != nil {
+			rep.Notes = append(rep.Notes, "build figures incomplete: "+err.Error())
+		}
+		return rep, rep.write(filepath.Join(opts.Dist, "bench"), rep.FileName())
 	}
 	qga, err := findQemuGA(opts.QemuGA)
 	if err != nil {
@@ -110,16 +120,21 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 			rep.Notes = append(rep.Notes, "build figures incomplete: "+err.Error())
 		}
 	}
-	if err := rep.write(filepath.Join(opts.Dist, "bench"), reportName(opts.Smoke)); err != nil {
+	if err := rep.write(filepath.Join(opts.Dist, "bench"), rep.FileName()); err != nil {
 		return rep, err
 	}
 	return rep, nil
 }
 
-// reportName is the base name of the report files.
-func reportName(smoke bool) string {
-	if smoke {
+// FileName is the base name of the report's files in Dist/bench: report,
+// report-smoke for a smoke run and report-build for the build figures
+// alone, so that neither replaces a full report.
+func (r *Report) FileName() string {
+	switch {
+	case r.Smoke:
 		return "report-smoke"
+	case r.BuildOnly:
+		return "report-build"
 	}
 	return "report"
 }

@@ -14,10 +14,12 @@ import (
 // Report is everything one run measured; it is written as report.json and
 // rendered as report.md.
 type Report struct {
-	Machine Machine  `json:"machine"`
-	Smoke   bool     `json:"smoke"`
-	Rounds  int      `json:"rounds"`
-	Figures []Figure `json:"figures"`
+	Machine Machine `json:"machine"`
+	Smoke   bool    `json:"smoke"`
+	// BuildOnly: the build figures alone (BENCH_ONLY=build).
+	BuildOnly bool     `json:"build_only,omitempty"`
+	Rounds    int      `json:"rounds"`
+	Figures   []Figure `json:"figures"`
 	// SameProtocol: our QGA dialect against qemu-ga, one client for both.
 	SameProtocol []Figure `json:"figures_same_protocol,omitempty"`
 	// Loaded: protocol 1.0 against qemu-ga with a CPU hog on every core.
@@ -164,11 +166,17 @@ func (r *Report) write(dir, name string) error {
 func (r *Report) Markdown() string {
 	var b strings.Builder
 	b.WriteString("# kvmmanager-agent vs qemu-ga\n\n")
-	fmt.Fprintf(&b, "Machine: %s. Measured %s; median over %d alternating rounds.\n\n", r.Machine, r.Machine.Date, r.Rounds)
+	if r.BuildOnly {
+		fmt.Fprintf(&b, "Machine: %s. Measured %s. **Build figures only** (BENCH_ONLY=build).\n\n", r.Machine, r.Machine.Date)
+	} else {
+		fmt.Fprintf(&b, "Machine: %s. Measured %s; median over %d alternating rounds.\n\n", r.Machine, r.Machine.Date, r.Rounds)
+	}
 	if r.Smoke {
 		b.WriteString("**Smoke run** (BENCH_SMOKE=1): a few operations per round and a 1 MiB file; the figures only show that the harness works.\n\n")
 	}
-	b.WriteString(r.Table())
+	if len(r.Figures) > 0 {
+		b.WriteString(r.Table())
+	}
 	if len(r.SameProtocol) > 0 {
 		b.WriteString("\n## Same protocol: our QGA dialect against qemu-ga\n\n")
 		b.WriteString("The agent serves `--qga-listen`; both agents get the identical QGA client (guest-ping, guest-get-osinfo, guest-network-get-interfaces, guest-get-fsinfo, guest-exec + guest-exec-status, guest-file-open/read/write/close in 4 MiB chunks). Goals: ping ≥ 2×, info calls ≤ 1×, file transfer ≥ 2×.\n\n")
@@ -180,10 +188,8 @@ func (r *Report) Markdown() string {
 		b.WriteString(figureTable(r.Loaded, loadedGoal))
 	}
 	if len(r.Build) > 0 {
-		b.WriteString("\n## Build\n\n| figure | seconds | goal | met? |\n|---|---:|---|---|\n")
-		for _, f := range r.Build {
-			fmt.Fprintf(&b, "| %s | %s | %s | %s |\n", f.Label, formatNum(f.Seconds), dash(f.Goal), met(f.Met))
-		}
+		b.WriteString("\n## Build\n\n")
+		b.WriteString(r.BuildTable())
 		b.WriteString("\n")
 		for _, f := range r.Build {
 			if f.Detail != "" {
@@ -211,6 +217,16 @@ func (r *Report) Markdown() string {
 		for _, n := range r.Notes {
 			fmt.Fprintf(&b, "- %s\n", n)
 		}
+	}
+	return b.String()
+}
+
+// BuildTable renders the build figures as a Markdown table.
+func (r *Report) BuildTable() string {
+	var b strings.Builder
+	b.WriteString("| figure | seconds | goal | met? |\n|---|---:|---|---|\n")
+	for _, f := range r.Build {
+		fmt.Fprintf(&b, "| %s | %s | %s | %s |\n", f.Label, formatNum(f.Seconds), dash(f.Goal), met(f.Met))
 	}
 	return b.String()
 }
