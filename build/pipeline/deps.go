@@ -44,12 +44,14 @@ func modulePath(root string) (string, error) {
 //
 // It reads only the package clauses and imports (go/build), so it costs a
 // few milliseconds, where `go list -deps` would start the go command.
-func commandSources(root, module, pkg string, platforms []binaries.Platform) ([]string, error) {
+func (in *inputs) commandSources(module, pkg string, platforms []binaries.Platform) ([]string, error) {
+	root := in.root
 	files := map[string]bool{}
 	for _, pl := range platforms {
 		goos, arch := pl.OS, pl.Arch
 		ctx := build.Default
 		ctx.GOOS, ctx.GOARCH, ctx.CgoEnabled = goos, arch, false
+		ctx.OpenFile = in.open
 		seen := map[string]bool{}
 		var visit func(dir string) error
 		visit = func(dir string) error {

@@ -42,7 +42,7 @@ func TestCommandSources(t *testing.T) {
 		},
 	} {
 		t.Run(tc.pkg, func(t *testing.T) {
-			got, err := commandSources(repoRoot, module, tc.pkg, []binaries.Platform{{OS: "linux", Arch: "amd64"}, {OS: "linux", Arch: "arm64"}, {OS: "windows", Arch: "amd64"}})
+			got, err := newInputs(repoRoot).commandSources(module, tc.pkg, []binaries.Platform{{OS: "linux", Arch: "amd64"}, {OS: "linux", Arch: "arm64"}, {OS: "windows", Arch: "amd64"}})
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"sort"
+	"sync"
 	"time"
 
 	"github.com/kvmmanager/guest-agent/build/binaries"
@@ -43,6 +44,7 @@ type run struct {
 	out    io.Writer
 	unlock func()
 	said   bool // the signing line was printed
+	in     *inputs
 	// built holds the first binaries() result of this run: a later step
 	// (the ISO's Windows agents) reuses it instead of checking and
 	// printing every binary again.
@@ -105,7 +107,7 @@ func prepare(opts Options) (*run, error) {
 			return nil, err
 		}
 	}
-	return &run{opts: opts, info: info, keys: keys, out: out}, nil
+	return &run{opts: opts, info: info, keys: keys, out: out, in: newInputs(opts.Root)}, nil
 }
 
 // sayKeys prints, once per run, which keys sign (or that nothing is
@@ -194,7 +196,7 @@ func (r *run) buildBinaries(ctx context.Context) ([]binaries.Binary, map[string]
 	if err != nil {
 		return nil, nil, err
 	}
-	mod, err := hashFiles(r.opts.Root, []string{"go.mod", "go.sum"})
+	mod, err := r.in.hashFiles([]string{"go.mod", "go.sum"})
 	if err != nil {
 		return nil, nil, err
 	}
@@ -205,36 +207,56 @@ func (r *run) buildBinaries(ctx context.Context) ([]binaries.Binary, map[string]
 		steps = map[string]step{} // by output path
 		sums  = map[string]string{}
 	)
+	// The source keys of every command on every platform, computed in
+	// parallel (go/build parses each platform's view of the same files).
+	type source struct {
+		cmd binaries.Command
+		pl  binaries.Platform
+		key string
+		err error
+	}
+	var srcKeys []source
 	for _, c := range cmds {
 		for _, pl := range c.Platforms() {
-			srcs, err := commandSources(r.opts.Root, module, c.Package, []binaries.Platform{pl})
-			if err != nil {
-				return nil, nil, err
-			}
-			src, err := hashFiles(r.opts.Root, srcs)
-			if err != nil {
-				return nil, nil, err
-			}
-			b := binaries.Binary{Command: c, OS: pl.OS, Arch: pl.Arch, Path: binaries.PlatformPath(r.opts.Dist, pl, c.Name)}
-			want = append(want, b)
-			s := step{st: stampPath(r.opts.Dist, "binary-"+c.Name+"-"+pl.String()),
-				key: hashStrings("binary/4", r.info.Version, r.info.Commit, fmt.Sprint(r.info.SourceDateEpoch),
-					runtime.Version(), pl.String(), c.Name+"="+c.Package, mod, src)}
-			if sum, ok := upToDateSum(s.st, s.key, b.Path); ok {
-				sums[b.Path] = sum
-				r.report([]string{b.Path}, 0, true)
-				continue
-			}
-			// The go command keeps a binary it finds up to date: let it
-			// judge only a file that the last build wrote.
-			if !vouched(s.st, b.Path) {
-				if err := os.Remove(b.Path); err != nil && !errors.Is(err, fs.ErrNotExist) {
-					return nil, nil, fmt.Errorf("remove unvouched binary: %w", err)
-				}
-			}
-			stale = append(stale, b)
-			steps[b.Path] = s
+			srcKeys = append(srcKeys, source{cmd: c, pl: pl})
 		}
+	}
+	var wg sync.WaitGroup
+	for i := range srcKeys {
+		s := &srcKeys[i]
+		wg.Go(func() {
+			srcs, err := r.in.commandSources(module, s.cmd.Package, []binaries.Platform{s.pl})
+			if err == nil {
+				s.key, err = r.in.hashFiles(srcs)
+			}
+			s.err = err
+		})
+	}
+	wg.Wait()
+	for _, sk := range srcKeys {
+		c, pl, src := sk.cmd, sk.pl, sk.key
+		if sk.err != nil {
+			return nil, nil, sk.err
+		}
+		b := binaries.Binary{Command: c, OS: pl.OS, Arch: pl.Arch, Path: binaries.PlatformPath(r.opts.Dist, pl, c.Name)}
+		want = append(want, b)
+		s := step{st: stampPath(r.opts.Dist, "binary-"+c.Name+"-"+pl.String()),
+			key: hashStrings("binary/4", r.info.Version, r.info.Commit, fmt.Sprint(r.info.SourceDateEpoch),
+				runtime.Version(), pl.String(), c.Name+"="+c.Package, mod, src)}
+		if sum, ok := upToDateSum(s.st, s.key, b.Path); ok {
+			sums[b.Path] = sum
+			r.report([]string{b.Path}, 0, true)
+			continue
+		}
+		// The go command keeps a binary it finds up to date: let it
+		// judge only a file that the last build wrote.
+		if !vouched(s.st, b.Path) {
+			if err := os.Remove(b.Path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return nil, nil, fmt.Errorf("remove unvouched binary: %w", err)
+			}
+		}
+		stale = append(stale, b)
+		steps[b.Path] = s
 	}
 	for _, old := range []string{"binaries", "binary-" + binaries.Agent.Name, "binary-" + binaries.AgentCtl.Name} {
 		removeStamp(stampPath(r.opts.Dist, old)) // the stamps of earlier versions
@@ -282,11 +304,11 @@ func (r *run) packages(ctx context.Context) ([]packages.Package, map[string]stri
 			agents[b.Arch] = b.Path
 		}
 	}
-	tree, err := hashTree(r.opts.Root, []string{"packaging"})
+	tree, err := r.in.hashTree([]string{"packaging"})
 	if err != nil {
 		return nil, nil, "", err
 	}
-	mod, err := hashFiles(r.opts.Root, []string{"go.mod", "go.sum"})
+	mod, err := r.in.hashFiles([]string{"go.mod", "go.sum"})
 	if err != nil {
 		return nil, nil, "", err
 	}
@@ -327,7 +349,7 @@ func (r *run) iso(ctx context.Context) (string, string, error) {
 	if err != nil {
 		return "", "", err
 	}
-	tree, err := hashTree(r.opts.Root, []string{"installers", "packaging"})
+	tree, err := r.in.hashTree([]string{"installers", "packaging"})
 	if err != nil {
 		return "", "", err
 	}

@@ -4,13 +4,10 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"os"
 	"path/filepath"
-	"sort"
 )
 
 // A stamp records, for one step, the hash of its inputs and the size and
@@ -171,58 +168,4 @@ func hashStrings(parts ...string) string {
 		fmt.Fprintf(h, "%d:%s;", len(p), p)
 	}
 	return hex.EncodeToString(h.Sum(nil))
-}
-
-// hashFiles hashes the names, executable bits and contents of the files
-// (relative to root, sorted).
-func hashFiles(root string, rels []string) (string, error) {
-	sort.Strings(rels)
-	h := sha256.New()
-	for _, rel := range rels {
-		p := filepath.Join(root, rel)
-		f, err := os.Open(p)
-		if err != nil {
-			return "", fmt.Errorf("hash input %s: %w", p, err)
-		}
-		fi, err := f.Stat()
-		if err != nil {
-			f.Close()
-			return "", fmt.Errorf("hash input %s: %w", p, err)
-		}
-		fmt.Fprintf(h, "%s\x00%o\x00%d\x00", filepath.ToSlash(rel), fi.Mode().Perm()&0o111, fi.Size())
-		_, err = io.Copy(h, f)
-		f.Close()
-		if err != nil {
-			return "", fmt.Errorf("hash input %s: %w", p, err)
-		}
-	}
-	return hex.EncodeToString(h.Sum(nil)), nil
-}
-
-// hashTree hashes every regular file under the given directories of root
-// (missing directories hash as empty: the step itself reports what it needs).
-func hashTree(root string, dirs []string) (string, error) {
-	var rels []string
-	for _, d := range dirs {
-		err := filepath.WalkDir(filepath.Join(root, d), func(p string, e fs.DirEntry, err error) error {
-			if err != nil {
-				if errors.Is(err, fs.ErrNotExist) {
-					return nil
-				}
-				return err
-			}
-			if e.Type().IsRegular() || e.Type()&fs.ModeSymlink != 0 {
-				rel, err := filepath.Rel(root, p)
-				if err != nil {
-					return err
-				}
-				rels = append(rels, rel)
-			}
-			return nil
-		})
-		if err != nil {
-			return "", fmt.Errorf("list inputs under %s: %w", filepath.Join(root, d), err)
-		}
-	}
-	return hashFiles(root, rels)
 }

@@ -44,21 +44,38 @@ func (i Info) Time() time.Time { return time.Unix(i.SourceDateEpoch, 0).UTC() }
 // Outside a git checkout both variables must be set.
 func Resolve(repoRoot string) (Info, error) {
 	info := Info{Commit: "unknown"}
-	commit, gitErr := git(repoRoot, "rev-parse", "--verify", "HEAD")
+	envVersion := strings.TrimSpace(os.Getenv(EnvVersion))
+	// git describe runs meanwhile when the version comes from git: one
+	// process's wait instead of two.
+	var desc chan describeResult
+	if envVersion == "" {
+		desc = make(chan describeResult, 1)
+		go func() {
+			d, err := git(repoRoot, "describe", "--tags", "--long", "--abbrev=7")
+			desc <- describeResult{d, err}
+		}()
+	}
+	// The commit and its time in one process.
+	var commitTime string
+	head, gitErr := git(repoRoot, "log", "-1", "--format=%H %ct", "HEAD")
 	if gitErr == nil {
-		info.Commit = commit
+		var ok bool
+		if info.Commit, commitTime, ok = strings.Cut(head, " "); !ok || len(info.Commit) < 7 {
+			return Info{}, fmt.Errorf("parse git log output %q in %s", head, repoRoot)
+		}
 	}
 
-	if v := strings.TrimSpace(os.Getenv(EnvVersion)); v != "" {
-		if err := Validate(v); err != nil {
-			return Info{}, fmt.Errorf("%s=%q: %w", EnvVersion, v, err)
+	if envVersion != "" {
+		if err := Validate(envVersion); err != nil {
+			return Info{}, fmt.Errorf("%s=%q: %w", EnvVersion, envVersion, err)
 		}
-		info.Version = v
+		info.Version = envVersion
 	} else {
+		d := <-desc
 		if gitErr != nil {
 			return Info{}, fmt.Errorf("resolve version in %s: not a git checkout (%w); set %s and %s", repoRoot, gitErr, EnvVersion, EnvSourceDateEpoch)
 		}
-		v, err := fromGit(repoRoot, commit)
+		v, err := fromDescribe(repoRoot, info.Commit, d)
 		if err != nil {
 			return Info{}, err
 		}
@@ -75,28 +92,30 @@ func Resolve(repoRoot string) (Info, error) {
 		if gitErr != nil {
 			return Info{}, fmt.Errorf("resolve %s in %s: not a git checkout (%w)", EnvSourceDateEpoch, repoRoot, gitErr)
 		}
-		s, err := git(repoRoot, "log", "-1", "--format=%ct", "HEAD")
+		n, err := strconv.ParseInt(commitTime, 10, 64)
 		if err != nil {
-			return Info{}, err
-		}
-		n, err := strconv.ParseInt(s, 10, 64)
-		if err != nil {
-			return Info{}, fmt.Errorf("parse commit time %q of %s: %w", s, repoRoot, err)
+			return Info{}, fmt.Errorf("parse commit time %q of %s: %w", commitTime, repoRoot, err)
 		}
 		info.SourceDateEpoch = n
 	}
 	return info, nil
 }
 
+// describeResult is what `git describe --tags --long` printed, or its error.
+type describeResult struct {
+	out string
+	err error
+}
+
 // describeRe matches `git describe --tags --long` output: TAG-N-gHASH.
 var describeRe = regexp.MustCompile(`^v?(.+)-(\d+)-g([0-9a-f]+)$`)
 
-func fromGit(root, commit string) (string, error) {
-	desc, err := git(root, "describe", "--tags", "--long", "--abbrev=7")
-	if err != nil {
+func fromDescribe(root, commit string, d describeResult) (string, error) {
+	if d.err != nil {
 		// No tag reachable: a development build.
 		return "0.0.0-dev+" + commit[:7], nil
 	}
+	desc := d.out
 	m := describeRe.FindStringSubmatch(desc)
 	if m == nil {
 		return "", fmt.Errorf("parse git describe output %q in %s", desc, root)
