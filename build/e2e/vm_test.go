@@ -5,16 +5,19 @@ package e2e
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	osexec "os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/kvmmanager/guest-agent/agent/client"
+	"github.com/kvmmanager/guest-agent/agent/protocol"
 	"github.com/kvmmanager/guest-agent/build/initramfs"
 	"github.com/kvmmanager/guest-agent/build/pipeline"
 	"github.com/kvmmanager/guest-agent/build/testenv"
@@ -123,6 +126,120 @@ func TestVM(t *testing.T) {
 		}()
 	}
 	wg.Wait()
+	// One summary of the boots' timings, so that a regression shows.
+	for _, line := range timings.lines() {
+		t.Log(line)
+	}
+}
+
+// bootTiming is how long one guest took to answer.
+type bootTiming struct {
+	answered time.Time
+	boot     time.Duration // QEMU start to the agent's first answer
+	// port: the guest opening the agent's port (when the agent starts) to
+	// its first answer; portKnown is false if the port never showed open.
+	port      time.Duration
+	portKnown bool
+	already   bool // the port was open before the watch began: port is a lower bound
+}
+
+func (b bootTiming) String() string {
+	s := fmt.Sprintf("boot to first answer %s", b.boot.Round(10*time.Millisecond))
+	switch {
+	case !b.portKnown:
+		s += "; port open to answer: not seen (no VSERPORT_CHANGE)"
+	case b.already:
+		s += fmt.Sprintf("; port open to answer ≥ %s (open before the watch)", b.port.Round(time.Millisecond))
+	default:
+		s += fmt.Sprintf("; port open to answer %s", b.port.Round(time.Millisecond))
+	}
+	return s
+}
+
+// bootTimings collects the boots' timings for the summary.
+type bootTimings struct {
+	mu     sync.Mutex
+	names  []string
+	byName map[string]bootTiming
+}
+
+var timings = &bootTimings{byName: map[string]bootTiming{}}
+
+func (b *bootTimings) add(name string, t bootTiming) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.names = append(b.names, name)
+	b.byName[name] = t
+}
+
+func (b *bootTimings) lines() []string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	names := slices.Sorted(slices.Values(b.names))
+	out := []string{fmt.Sprintf("timings of %d boots (TCG):", len(names))}
+	for _, n := range names {
+		out = append(out, fmt.Sprintf("  %-28s %s", n, b.byName[n]))
+	}
+	return out
+}
+
+// readyPoll is the pause between pings while waiting for the agent, and
+// readyAttempt how long one ping may wait; a ping in flight is sent again
+// at once when the guest opens the port, so the port-to-answer time is
+// the agent's, not the polling's.
+const (
+	readyPoll    = 100 * time.Millisecond
+	readyAttempt = time.Second
+)
+
+// firstAnswer pings the agent until it answers (a reply or an error reply)
+// and returns when it did and when the guest opened its port.
+func firstAnswer(ctx context.Context, c *client.Client, opened <-chan vm.PortOpen) (bootTiming, error) {
+	var (
+		tm   bootTiming
+		port vm.PortOpen
+		last error
+	)
+	for {
+		actx, cancel := context.WithTimeout(ctx, readyAttempt)
+		done := make(chan error, 1)
+		go func() {
+			_, err := c.Ping(actx)
+			done <- err
+		}()
+		var err error
+		select {
+		case err = <-done:
+		case port = <-opened:
+			tm.portKnown, tm.already, opened = true, port.Already, nil
+			cancel() // this ping went to a closed port: send another now
+			<-done
+			continue
+		}
+		cancel()
+		var perr *protocol.Error
+		if err == nil || errors.As(err, &perr) {
+			tm.answered = time.Now()
+			if tm.portKnown {
+				tm.port = tm.answered.Sub(port.At)
+			}
+			return tm, nil
+		}
+		if errors.Is(err, client.ErrClosed) {
+			return tm, err
+		}
+		if ctx.Err() != nil {
+			return tm, fmt.Errorf("%w (last attempt: %v)", ctx.Err(), err)
+		}
+		last = err
+		select {
+		case <-time.After(readyPoll):
+		case port = <-opened:
+			tm.portKnown, tm.already, opened = true, port.Already, nil
+		case <-ctx.Done():
+			return tm, fmt.Errorf("%w (last attempt: %v)", ctx.Err(), last)
+		}
+	}
 }
 
 // guest is the kernel and initramfs of one architecture.
@@ -187,18 +304,26 @@ func runBoot(ctx context.Context, t *testing.T, name string, m *machine, initrd,
 			}
 		}()
 
+		opened, stopWatch, err := m.vm.WatchAgentPort()
+		if err != nil {
+			t.Fatal(err)
+		}
 		m.client, err = client.Dial(ctx, m.socket)
 		if err != nil {
+			stopWatch()
 			t.Fatal(err)
 		}
 		defer m.client.Close()
 		readyCtx, cancel := context.WithTimeout(ctx, 2*time.Minute)
-		err = m.client.WaitReady(readyCtx)
+		tm, err := firstAnswer(readyCtx, m.client, opened)
 		cancel()
+		stopWatch() // before any check: the watch holds QEMU's QMP connection
 		if err != nil {
 			t.Fatalf("agent never answered: %v (qemu: %v)", err, exitState(m.vm))
 		}
-		t.Logf("boot to first ping: %s", time.Since(started).Round(10*time.Millisecond))
+		tm.boot = tm.answered.Sub(started)
+		timings.add(name, tm)
+		t.Logf("%s: %s", name, tm)
 
 		for _, c := range checks {
 			// A bound per check, so that a lost reply fails that check

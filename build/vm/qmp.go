@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net"
+	"sync"
 	"time"
 )
 
@@ -108,4 +109,104 @@ func (m *Machine) dialQMP() (net.Conn, error) {
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
+}
+
+// agentChardevID is the QEMU character device behind the agent's port.
+const agentChardevID = "agent"
+
+// agentPortID is the QEMU device id of the agent's virtio-serial port: QEMU
+// names it in the VSERPORT_CHANGE event only when the device has an id.
+const agentPortID = "agentport"
+
+// PortOpen is when the guest opened the agent's port.
+type PortOpen struct {
+	At time.Time
+	// Already: the port was open when the watch began, and At is that
+	// moment rather than the guest's.
+	Already bool
+}
+
+// WatchAgentPort watches, on a QMP connection, for the guest to open the
+// agent's virtio-serial port (QEMU's VSERPORT_CHANGE event; the agent opens
+// it when it starts) and returns a channel that receives that moment at
+// most once. The watch holds QEMU's one QMP connection: other QMP commands
+// wait until stop is called, which ends the watch (call it in any case).
+func (m *Machine) WatchAgentPort() (<-chan PortOpen, func(), error) {
+	if m.cfg.AgentSocket == "" {
+		return nil, nil, fmt.Errorf("vm: watch the agent port: the machine has no agent port")
+	}
+	m.qmpMu.Lock()
+	fail := func(err error) (<-chan PortOpen, func(), error) {
+		m.qmpMu.Unlock()
+		return nil, nil, fmt.Errorf("vm: watch the agent port: %w", err)
+	}
+	conn, err := m.dialQMP()
+	if err != nil {
+		return fail(err)
+	}
+	_ = conn.SetDeadline(time.Now().Add(qmpTimeout))
+	dec := json.NewDecoder(bufio.NewReader(conn))
+	enc := json.NewEncoder(conn)
+	var greeting struct {
+		QMP json.RawMessage `json:"QMP"`
+	}
+	if err := dec.Decode(&greeting); err != nil || greeting.QMP == nil {
+		conn.Close()
+		return fail(fmt.Errorf("read greeting from %s: %v", m.qmpPath, err))
+	}
+	if err := qmpExchange(dec, enc, "qmp_capabilities", nil); err != nil {
+		conn.Close()
+		return fail(fmt.Errorf("qmp_capabilities: %w", err))
+	}
+	// The port may have opened before the watch: query-chardev says so
+	// (frontend-open); an event that comes first is read first.
+	if err := enc.Encode(map[string]any{"execute": "query-chardev"}); err != nil {
+		conn.Close()
+		return fail(fmt.Errorf("send query-chardev: %w", err))
+	}
+	_ = conn.SetDeadline(time.Time{})
+	opened := make(chan PortOpen, 1)
+	finished := make(chan struct{})
+	go func() {
+		defer close(finished)
+		for {
+			var msg struct {
+				Event string `json:"event"`
+				Data  struct {
+					ID   string `json:"id"`
+					Open bool   `json:"open"`
+				} `json:"data"`
+				Return json.RawMessage `json:"return"`
+			}
+			if dec.Decode(&msg) != nil {
+				return
+			}
+			switch {
+			case msg.Event == "VSERPORT_CHANGE" && msg.Data.ID == agentPortID && msg.Data.Open:
+				opened <- PortOpen{At: time.Now()}
+				return
+			case msg.Return != nil:
+				var devs []struct {
+					Label string `json:"label"`
+					Open  bool   `json:"frontend-open"`
+				}
+				_ = json.Unmarshal(msg.Return, &devs)
+				for _, d := range devs {
+					if d.Label == agentChardevID && d.Open {
+						opened <- PortOpen{At: time.Now(), Already: true}
+						return
+					}
+				}
+			}
+		}
+	}()
+	var once sync.Once
+	stop := func() {
+		once.Do(func() {
+			conn.Close()
+			<-finished
+			m.qmpMu.Unlock()
+		})
+	}
+	return opened, stop, nil
 }

@@ -274,8 +274,8 @@ func (m *Machine) args() []string {
 	add("-device", "scsi-cd,bus=scsi.0,drive=cd,id=cdrom")
 	if c.AgentSocket != "" {
 		add("-device", "virtio-serial-pci,id=vser")
-		add("-chardev", "socket,id=agent,path="+qemuEscape(c.AgentSocket)+",server=on,wait=off")
-		add("-device", "virtserialport,bus=vser.0,chardev=agent,name="+protocol.PortName)
+		add("-chardev", "socket,id="+agentChardevID+",path="+qemuEscape(c.AgentSocket)+",server=on,wait=off")
+		add("-device", "virtserialport,bus=vser.0,chardev="+agentChardevID+",id="+agentPortID+",name="+protocol.PortName)
 	}
 	return append(a, c.ExtraArgs...)
 }
