@@ -160,6 +160,9 @@ func TestChangeCDROM(t *testing.T) {
 	if err := m.ChangeCDROM(iso); err != nil {
 		t.Fatalf("ChangeCDROM(%s): %v", iso, err)
 	}
+	if _, _, err := m.WatchAgentPort(); err == nil || !strings.Contains(err.Error(), "no agent port") {
+		t.Errorf("WatchAgentPort on a machine without an agent port = %v, want an error saying so", err)
+	}
 	missing := filepath.Join(t.TempDir(), "missing.iso")
 	if err := m.ChangeCDROM(missing); err == nil || !strings.Contains(err.Error(), "missing.iso") {
 		t.Fatalf("ChangeCDROM(%s) = %v, want an error naming the file", missing, err)
@@ -206,10 +209,31 @@ while true; do
 done
 `
 
+// checkPortWatch checks, once the guest has answered on its port, that the
+// watch saw the guest open the port (during the boot, not before the watch)
+// and that QMP serves other commands once the watch is stopped.
+func checkPortWatch(t *testing.T, m *vm.Machine, opened <-chan vm.PortOpen, stop func()) {
+	t.Helper()
+	select {
+	case p := <-opened:
+		if p.Already || p.At.After(time.Now()) {
+			t.Errorf("port opened %+v, want a moment of this boot seen as an event", p)
+		}
+	case <-time.After(10 * time.Second):
+		t.Error("the guest answered on its port, but the watch never saw the port open")
+	}
+	stop()
+	stop() // idempotent
+	if err := m.ChangeCDROM(m.ConsoleLog()); err != nil {
+		t.Errorf("QMP after the watch stopped: %v", err)
+	}
+}
+
 // TestAgentSocketReachesGuestPort boots the host's kernel with the test
 // initramfs and a CD holding a stand-in agent, and talks to it through the
 // unix socket: the virtio-serial port exists in the guest under its name,
-// on the socket given in Config.AgentSocket.
+// on the socket given in Config.AgentSocket; WatchAgentPort sees the guest
+// open it.
 func TestAgentSocketReachesGuestPort(t *testing.T) {
 	kernel := hostKernel(t)
 	release := strings.TrimPrefix(filepath.Base(kernel), "vmlinuz-")
@@ -236,6 +260,11 @@ func TestAgentSocketReachesGuestPort(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer m.Kill()
+	opened, stopWatch, err := m.WatchAgentPort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stopWatch()
 	conn, err := net.Dial("unix", sock) // Start returns once QEMU listens
 	if err != nil {
 		t.Fatal(err)
@@ -253,6 +282,7 @@ func TestAgentSocketReachesGuestPort(t *testing.T) {
 			if line != "guest:hello\n" {
 				t.Fatalf("guest answered %q, want %q", line, "guest:hello\n")
 			}
+			checkPortWatch(t, m, opened, stopWatch)
 			return
 		}
 		select {
