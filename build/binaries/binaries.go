@@ -1,7 +1,9 @@
 // Package binaries cross-compiles the project's commands (the guest agent and
 // the host CLI) for linux/amd64 and linux/arm64, and the agent also for
 // windows/amd64 and windows/arm64, as static, reproducible executables:
-// CGO_ENABLED=0, -trimpath, no build id, version stamped with -ldflags -X.
+// CGO_ENABLED=0, -trimpath, stripped, version stamped with -ldflags -X; the
+// Go build ID stays (a hash of the inputs), so that the go command links
+// a binary again only when what goes into it changed.
 package binaries
 
 import (
