@@ -112,4 +112,3 @@ func TestRTCConversion(t *testing.T) {
 		}
 	}
 }
-
