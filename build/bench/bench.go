@@ -79,9 +79,11 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	}
 	if opts.BuildOnly {
 		rep := &Report{Machine: machine(), BuildOnly: true}
+		before := loadAverage()
 		if rep.Build, err = measureBuild(ctx, root, opts.Out); err != nil {
 			rep.Notes = append(rep.Notes, "build figures incomplete: "+err.Error())
 		}
+		rep.Notes = append(rep.Notes, fmt.Sprintf("load average (1, 5, 15 min) at the start: %s; at the end: %s", before, loadAverage()))
 		return rep, rep.write(filepath.Join(opts.Dist, "bench"), rep.FileName())
 	}
 	qga, err := findQemuGA(opts.QemuGA)
@@ -124,6 +126,15 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 		return rep, err
 	}
 	return rep, nil
+}
+
+// loadAverage is /proc/loadavg's first three fields, or "unknown".
+func loadAverage() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if f := strings.Fields(string(b)); err == nil && len(f) >= 3 {
+		return strings.Join(f[:3], " ")
+	}
+	return "unknown"
 }
 
 // FileName is the base name of the report's files in Dist/bench: report,

@@ -142,8 +142,17 @@ var methodNotes = []string{
 	"Executables: ours is the shipped static build (CGO_ENABLED=0, -trimpath, -s -w); shared libraries are resolved from ELF DT_NEEDED without running the binary.",
 }
 
+// buildMethodNotes describe a build-only report.
+var buildMethodNotes = []string{
+	"In a copy of the tree with its own GOCACHE and mage cache (module cache shared): cold, warm, then 3 no-op runs and 3 rebuilds after appending a comment to one agent file, each against a bare `go build` of the agent for amd64 then arm64 after the same kind of edit; a figure is the median of its runs.",
+	"Wall-clock times on a shared machine: the load averages in the notes say how busy it was.",
+}
+
 func (r *Report) write(dir, name string) error {
 	r.Method = methodNotes
+	if r.BuildOnly {
+		r.Method = buildMethodNotes
+	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("create %s: %w", dir, err)
 	}
