@@ -120,6 +120,7 @@ func replay10(t *testing.T, svc *Service, cfg *config.Config, dir string) []stri
 		MaxConcurrent: cfg.MaxConcurrentRequests,
 		MaxLineBytes:  server.LineLimit(cfg.MaxFileSizeBytes),
 		Inline:        svc.NonBlocking(),
+		Spooled:       svc.SpooledMethods(),
 	})
 	a, b := net.Pipe()
 	ctx, cancel := context.WithCancel(context.Background())
