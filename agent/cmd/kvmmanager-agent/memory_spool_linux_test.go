@@ -1,0 +1,119 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/kvmmanager/guest-agent/agent/config"
+)
+
+// TestSpooledWritesHoldNoLines drives the real agent with the smallest
+// budget its config allows for 10 MiB files, whose share for request input
+// (half) holds one maximum-size file_write line: slow hosts first leave
+// partial 5 MB file_write lines on many connections, then several
+// maximum-size file_writes come at once. file_write's content is spooled to
+// disk as it streams in, so no line is held whole: every write must
+// succeed (none refused by the budget, none waiting for the slow hosts),
+// every file must hold exactly its content, and the agent's peak resident
+// memory (VmHWM) must stay under the documented worst case,
+// max_memory_bytes + 32 MiB.
+func TestSpooledWritesHoldNoLines(t *testing.T) {
+	if testing.Short() {
+		t.Skip("drives ~200 MB of traffic through the agent")
+	}
+	if raceEnabled {
+		t.Skip("the race detector multiplies the agent's memory: its peak says nothing about the budget (run without -race)")
+	}
+	const (
+		fileSize  = 10 << 20
+		writers   = 8
+		slowConns = 20
+	)
+	budget := config.MinMemoryBytes(fileSize)
+	dir := t.TempDir()
+	pid, sock, _ := runAgent(t, dir, map[string]any{
+		"allowed_read_paths": []string{dir}, "allowed_write_paths": []string{dir},
+		"max_file_size_bytes": fileSize, "max_memory_bytes": budget, "max_concurrent_requests": 10,
+	})
+	contents := make([][]byte, writers)
+	for i := range contents {
+		contents[i] = make([]byte, fileSize)
+		if _, err := rand.Read(contents[i]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	writeReq := func(id int, path string, data []byte) string {
+		return fmt.Sprintf(`{"jsonrpc":"2.0","id":%d,"method":"file_write","params":{"path":%q,"encoding":"base64","content":%q}}`,
+			id, path, base64.StdEncoding.EncodeToString(data))
+	}
+
+	var slow []net.Conn
+	defer func() {
+		for _, c := range slow {
+			c.Close()
+		}
+	}()
+	for i := range slowConns {
+		c := dialUnix(t, sock)
+		slow = append(slow, c)
+		partial := writeReq(1000+i, filepath.Join(dir, "slow"), contents[0])[:5<<20]
+		if _, err := c.Write([]byte(partial)); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	var wg sync.WaitGroup
+	errs := make([]error, writers)
+	for i := range writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c := dialUnix(t, sock)
+			defer c.Close()
+			go func() { _, _ = c.Write([]byte(writeReq(i, filepath.Join(dir, fmt.Sprintf("w%d", i)), contents[i]) + "\n")) }()
+			_ = c.SetReadDeadline(time.Now().Add(120 * time.Second))
+			line, err := bufio.NewReader(c).ReadBytes('\n')
+			if err != nil {
+				errs[i] = err
+				return
+			}
+			var r struct {
+				Result *struct {
+					Written int64 `json:"bytes_written"`
+				} `json:"result"`
+				Error any `json:"error"`
+			}
+			if err := json.Unmarshal(line, &r); err != nil || r.Result == nil || r.Result.Written != fileSize {
+				errs[i] = fmt.Errorf("reply %.200s (%v)", line, err)
+			}
+		}()
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Errorf("write %d: %v", i, err)
+			continue
+		}
+		got, err := os.ReadFile(filepath.Join(dir, fmt.Sprintf("w%d", i)))
+		if err != nil || !bytes.Equal(got, contents[i]) {
+			t.Errorf("file of write %d: %d bytes (%v), not its content", i, len(got), err)
+		}
+	}
+	hwm := vmHWM(t, pid)
+	limit := budget + worstCaseOverhead
+	t.Logf("%d maximum-size writes beside %d stalled 5 MB lines: agent VmHWM %d KiB (documented worst case %d KiB)",
+		writers, slowConns, hwm>>10, limit>>10)
+	if hwm > limit {
+		t.Errorf("agent peak resident memory %d bytes > max_memory_bytes %d + %d (PROTOCOL.md's worst case)", hwm, budget, worstCaseOverhead)
+	}
+}
