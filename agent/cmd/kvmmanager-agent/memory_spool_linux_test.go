@@ -80,7 +80,9 @@ func TestSpooledWritesHoldNoLines(t *testing.T) {
 			defer wg.Done()
 			c := dialUnix(t, sock)
 			defer c.Close()
-			go func() { _, _ = c.Write([]byte(writeReq(i, filepath.Join(dir, fmt.Sprintf("w%d", i)), contents[i]) + "\n")) }()
+			go func() {
+				_, _ = c.Write([]byte(writeReq(i, filepath.Join(dir, fmt.Sprintf("w%d", i)), contents[i]) + "\n"))
+			}()
 			_ = c.SetReadDeadline(time.Now().Add(120 * time.Second))
 			line, err := bufio.NewReader(c).ReadBytes('\n')
 			if err != nil {
