@@ -99,7 +99,10 @@ func (s *Service) withFileDeadline(ctx context.Context, fn func() (any, error)) 
 	}
 	s.stuckFileOps.Add(1)
 	go func() {
-		<-done
+		r := <-done
+		if c, ok := r.v.(io.Closer); ok {
+			c.Close() // a result no one will send (a file_read's open file)
+		}
 		s.stuckFileOps.Add(-1)
 	}()
 	return nil, protocol.Errorf(protocol.CodeTimeout,
@@ -132,6 +135,7 @@ func (s *Service) fileReadNow(ctx context.Context, params json.RawMessage) (any,
 	}
 	res := protocol.FileReadResult{Encoding: enc}
 	var raw server.RawResult
+	var stream *base64FileResult
 	err = s.read.Do(p.Path, func(t *policy.Target) error {
 		// Stat first: opening a FIFO would block and opening a device can
 		// have side effects, so only regular files are opened.
@@ -146,7 +150,11 @@ func (s *Service) fileReadNow(ctx context.Context, params json.RawMessage) (any,
 		if err != nil {
 			return err
 		}
-		defer f.Close()
+		defer func() {
+			if stream == nil {
+				f.Close()
+			}
+		}()
 		if fi, err = f.Stat(); err != nil { // the file may have been swapped since
 			return err
 		}
@@ -158,6 +166,10 @@ func (s *Service) fileReadNow(ctx context.Context, params json.RawMessage) (any,
 			return err
 		}
 		reserve := func(n int64) error { return server.Reserve(ctx, n) }
+		if enc == protocol.EncodingBase64 && fi.Size() >= streamReadFrom {
+			stream, err = newBase64FileResult(f, r, s.cfg.MaxFileSizeBytes, reserve)
+			return err
+		}
 		if enc == protocol.EncodingBase64 {
 			raw, err = readBase64Result(r, fi.Size(), s.cfg.MaxFileSizeBytes, reserve)
 			return err
@@ -168,10 +180,119 @@ func (s *Service) fileReadNow(ctx context.Context, params json.RawMessage) (any,
 	if err != nil {
 		return nil, fileError(p.Path, err)
 	}
+	if stream != nil {
+		return stream, nil
+	}
 	if raw != nil {
 		return raw, nil
 	}
 	return res, nil
+}
+
+// streamReadFrom is the file size from which a base64 file_read is encoded
+// while the server writes it (server.StreamResult) instead of in memory.
+const streamReadFrom = 1 << 20
+
+// base64FileResult is a base64 file_read result encoded from the open file
+// while the server writes it: only a chunk of the file and of its base64
+// is held at a time. Its size was found by reading the file through once
+// (newBase64FileResult), which also met any read error while an error
+// reply could still be sent; the second pass reads from the page cache and
+// sends at most that many bytes (fewer if the file shrank meanwhile:
+// size_bytes says how many).
+type base64FileResult struct {
+	f *os.File
+	n int64
+}
+
+// newBase64FileResult reads f (through r) to its end, at most limit bytes,
+// and returns the result that will send what it read. It takes its two
+// chunk buffers from the budget; f is kept open for the result.
+func newBase64FileResult(f *os.File, r io.Reader, limit int64, reserve func(int64) error) (*base64FileResult, error) {
+	if err := reserve(readChunk + int64(base64.StdEncoding.EncodedLen(readChunk))); err != nil {
+		return nil, err
+	}
+	buf := make([]byte, readChunk)
+	var n int64
+	for n <= limit {
+		m, err := r.Read(buf[:min(int64(len(buf)), limit+1-n)])
+		n += int64(m)
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	if n > limit {
+		return nil, &tooLargeError{size: -1, max: limit}
+	}
+	return &base64FileResult{f: f, n: n}, nil
+}
+
+const (
+	b64ResultHead = `{"content":"`
+	b64ResultTail = `","size_bytes":`
+	b64ResultEnc  = `,"encoding":"base64"}`
+)
+
+// EncodedLen bounds what WriteJSON writes.
+func (r *base64FileResult) EncodedLen() int64 {
+	return int64(len(b64ResultHead)+base64.StdEncoding.EncodedLen(int(r.n))+len(b64ResultTail)+20+len(b64ResultEnc))
+}
+
+// WriteJSON writes protocol.FileReadResult as JSON, its content encoded a
+// chunk at a time.
+func (r *base64FileResult) WriteJSON(w io.Writer) error {
+	if r.f == nil {
+		return errors.New("file_read result already sent")
+	}
+	buf := make([]byte, readChunk)
+	out := make([]byte, 0, base64.StdEncoding.EncodedLen(readChunk)+len(b64ResultHead))
+	out = append(out, b64ResultHead...)
+	src := io.NewSectionReader(r.f, 0, r.n)
+	var sent int64
+	for {
+		m, err := io.ReadFull(src, buf)
+		out = base64.StdEncoding.AppendEncode(out, buf[:m])
+		sent += int64(m)
+		if err == io.EOF || err == io.ErrUnexpectedEOF {
+			break
+		}
+		if err != nil {
+			return fmt.Errorf("read %s: %w", r.f.Name(), err)
+		}
+		if _, err := w.Write(out); err != nil {
+			return err
+		}
+		out = out[:0]
+	}
+	out = append(out, b64ResultTail...)
+	out = strconv.AppendInt(out, sent, 10)
+	out = append(out, b64ResultEnc...)
+	_, err := w.Write(out)
+	return err
+}
+
+// MarshalJSON encodes the whole result in memory and closes the file.
+func (r *base64FileResult) MarshalJSON() ([]byte, error) {
+	defer r.Close()
+	var b bytes.Buffer
+	b.Grow(int(r.EncodedLen()))
+	if err := r.WriteJSON(&b); err != nil {
+		return nil, err
+	}
+	return b.Bytes(), nil
+}
+
+// Close closes the file.
+func (r *base64FileResult) Close() error {
+	if r.f == nil {
+		return nil
+	}
+	f := r.f
+	r.f = nil
+	return f.Close()
 }
 
 // checkTargetFile is checkReadable plus the rules for a file in a directory

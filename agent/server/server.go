@@ -580,7 +580,17 @@ func (cl *call) run() {
 	}
 	defer cl.hold.Release()
 	big := cl.big
-	if raw, ok := result.(RawResult); ok && !cl.notify && perr == nil && len(raw) > rawResultInline {
+	sr, stream := result.(StreamResult)
+	if stream {
+		defer sr.Close()
+	}
+	if stream && !cl.notify && perr == nil {
+		head, tail := responseParts(cl.id)
+		if err := c.w.writeStream(head, sr, tail); err != nil {
+			c.s.log.Error("reply cut short: its result failed while it was written", "method", cl.e.name, "id", string(cl.id), "err", err)
+		}
+		big = true
+	} else if raw, ok := result.(RawResult); ok && !cl.notify && perr == nil && len(raw) > rawResultInline {
 		head, tail := responseParts(cl.id)
 		c.write(head, raw, tail)
 		big = big || len(raw) > bigRequest
