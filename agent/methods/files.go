@@ -238,7 +238,7 @@ const (
 
 // EncodedLen bounds what WriteJSON writes.
 func (r *base64FileResult) EncodedLen() int64 {
-	return int64(len(b64ResultHead)+base64.StdEncoding.EncodedLen(int(r.n))+len(b64ResultTail)+20+len(b64ResultEnc))
+	return int64(len(b64ResultHead) + base64.StdEncoding.EncodedLen(int(r.n)) + len(b64ResultTail) + 20 + len(b64ResultEnc))
 }
 
 // WriteJSON writes protocol.FileReadResult as JSON, its content encoded a
