@@ -157,11 +157,12 @@ func TestFileWriteContentForms(t *testing.T) {
 }
 
 // TestFileReadBase64Chunks reads files around the encoder's chunk size,
-// where padding must appear only at the very end.
+// where padding must appear only at the very end, in memory and streamed
+// (from streamReadFrom on).
 func TestFileReadBase64Chunks(t *testing.T) {
 	ft := newFileTree(t)
 	s := ft.service(t, nil)
-	for _, size := range []int{0, 1, readChunk - 1, readChunk, readChunk + 1, 3*readChunk + 2} {
+	for _, size := range []int{0, 1, readChunk - 1, readChunk, readChunk + 1, 3*readChunk + 2, streamReadFrom - 1, streamReadFrom, streamReadFrom + readChunk + 2} {
 		data := make([]byte, size)
 		rand.NewChaCha8([32]byte{3}).Read(data)
 		p := filepath.Join(ft.allowed, "chunk")

@@ -119,3 +119,76 @@ func TestSpooledWritesHoldNoLines(t *testing.T) {
 		t.Errorf("agent peak resident memory %d bytes > max_memory_bytes %d + %d (PROTOCOL.md's worst case)", hwm, budget, worstCaseOverhead)
 	}
 }
+
+// TestStreamedReadsHoldNoReplies drives the real agent, under the smallest
+// budget its config allows for 10 MiB files, with concurrent maximum-size
+// base64 file_reads whose hosts do not read their replies for a while:
+// each reply is encoded while it is written, so none is held whole and
+// none is refused; each must carry exactly the file, and the agent's peak
+// resident memory must stay under the documented worst case.
+func TestStreamedReadsHoldNoReplies(t *testing.T) {
+	if testing.Short() {
+		t.Skip("drives ~150 MB of traffic through the agent")
+	}
+	if raceEnabled {
+		t.Skip("the race detector multiplies the agent's memory: its peak says nothing about the budget (run without -race)")
+	}
+	const (
+		fileSize = 10 << 20
+		readers  = 10
+	)
+	budget := config.MinMemoryBytes(fileSize)
+	dir := t.TempDir()
+	data := make([]byte, fileSize)
+	if _, err := rand.Read(data); err != nil {
+		t.Fatal(err)
+	}
+	src := filepath.Join(dir, "big.bin")
+	if err := os.WriteFile(src, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	want := base64.StdEncoding.EncodeToString(data)
+	pid, sock, _ := runAgent(t, dir, map[string]any{
+		"allowed_read_paths": []string{dir}, "allowed_write_paths": []string{dir},
+		"max_file_size_bytes": fileSize, "max_memory_bytes": budget, "max_concurrent_requests": 10,
+	})
+	var wg sync.WaitGroup
+	errs := make([]error, readers)
+	for i := range readers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c := dialUnix(t, sock)
+			defer c.Close()
+			fmt.Fprintf(c, `{"jsonrpc":"2.0","id":%d,"method":"file_read","params":{"path":%q,"encoding":"base64"}}`+"\n", i, src)
+			time.Sleep(3 * time.Second) // the host does not read for a while
+			_ = c.SetReadDeadline(time.Now().Add(120 * time.Second))
+			line, err := bufio.NewReaderSize(c, 1<<20).ReadBytes('\n')
+			if err != nil {
+				errs[i] = err
+				return
+			}
+			var r struct {
+				Result *struct {
+					Content   string `json:"content"`
+					SizeBytes int64  `json:"size_bytes"`
+				} `json:"result"`
+			}
+			if err := json.Unmarshal(line, &r); err != nil || r.Result == nil || r.Result.SizeBytes != fileSize || r.Result.Content != want {
+				errs[i] = fmt.Errorf("reply %.200s (%v)", line, err)
+			}
+		}()
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Errorf("read %d: %v", i, err)
+		}
+	}
+	hwm := vmHWM(t, pid)
+	limit := budget + worstCaseOverhead
+	t.Logf("%d maximum-size reads not read for 3 s: agent VmHWM %d KiB (documented worst case %d KiB)", readers, hwm>>10, limit>>10)
+	if hwm > limit {
+		t.Errorf("agent peak resident memory %d bytes > max_memory_bytes %d + %d (PROTOCOL.md's worst case)", hwm, budget, worstCaseOverhead)
+	}
+}
