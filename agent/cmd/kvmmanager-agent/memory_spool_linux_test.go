@@ -191,4 +191,9 @@ func TestStreamedReadsHoldNoReplies(t *testing.T) {
 	if hwm > limit {
 		t.Errorf("agent peak resident memory %d bytes > max_memory_bytes %d + %d (PROTOCOL.md's worst case)", hwm, budget, worstCaseOverhead)
 	}
+	// Replies held whole, one budget's worth at a time, peaked at 36 MiB
+	// here; streamed, the peak is the runtime and small buffers.
+	if hwm > 2*fileSize {
+		t.Errorf("agent peak resident memory %d bytes > twice the file: replies are held whole", hwm)
+	}
 }
