@@ -289,7 +289,9 @@ func (sc *spoolScan) step(c byte) bool {
 		}
 		sc.after = c
 	case '}', ']':
-		sc.depth--
+		if sc.depth > 0 { // more closing than opening: invalid, checked later
+			sc.depth--
+		}
 		sc.after = 'v'
 	case ':', ',':
 		sc.after = c

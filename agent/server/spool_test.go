@@ -171,3 +171,43 @@ func TestSpooledRequests(t *testing.T) {
 		})
 	}
 }
+
+// FuzzSpoolScan: on any bytes, fed whole or in small chunks, the scanner
+// splits the line the same way, and the kept bytes with the spooled ones
+// put back where the string was are the line.
+func FuzzSpoolScan(f *testing.F) {
+	f.Add([]byte(`{"params":{"path":"/x","content":"QUJD\"\\"},"id":1}`), 3)
+	f.Add([]byte(`{"params":{"content":"x"},"params":{"content":"y"}}`), 1)
+	f.Add([]byte(`[{"params":{"content":"x"}}]`), 2)
+	f.Fuzz(func(t *testing.T, line []byte, size int) {
+		split := func(size int) (kept, spooled string, at int) {
+			var sc spoolScan
+			var k, s strings.Builder
+			at = -1
+			keep := func(b []byte) error { k.Write(b); return nil }
+			spool := func(b []byte) error { s.Write(b); return nil }
+			start := func() bool { at = k.Len(); return true }
+			for i := 0; i < len(line); i += size {
+				if err := sc.feed(line[i:min(i+size, len(line))], keep, spool, start); err != nil {
+					t.Fatal(err)
+				}
+			}
+			return k.String(), s.String(), at
+		}
+		size = 1 + (size&0xff)%64
+		k1, s1, at1 := split(len(line) + 1)
+		k2, s2, at2 := split(size)
+		if k1 != k2 || s1 != s2 || at1 != at2 {
+			t.Fatalf("whole: %q %q %d; in %d-byte chunks: %q %q %d", k1, s1, at1, size, k2, s2, at2)
+		}
+		if at1 < 0 {
+			if s1 != "" || k1 != string(line) {
+				t.Fatalf("nothing spooled, yet kept %q spooled %q", k1, s1)
+			}
+			return
+		}
+		if got := k1[:at1] + s1 + k1[at1:]; got != string(line) {
+			t.Fatalf("put back %q, want %q", got, line)
+		}
+	})
+}
