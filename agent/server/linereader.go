@@ -61,7 +61,13 @@ type lineReader struct {
 }
 
 func newLineReader(r io.Reader, max int) *lineReader {
-	lr := &lineReader{br: bufio.NewReaderSize(r, readBufferSize), max: max}
+	return newLineReaderSize(r, max, readBufferSize)
+}
+
+// newLineReaderSize is newLineReader with a read buffer of size bytes
+// (tests make lines longer than it cheaply).
+func newLineReaderSize(r io.Reader, max, size int) *lineReader {
+	lr := &lineReader{br: bufio.NewReaderSize(r, size), max: max}
 	lr.keepFn, lr.spoolFn, lr.startFn = lr.keep, lr.spoolBytes, lr.startSpool
 	return lr
 }
@@ -221,6 +227,9 @@ func (lr *lineReader) takeSpool() (*Spool, int) {
 	sp := lr.sp
 	if sp != nil {
 		sp.escaped = lr.scan.escaped
+		if lr.scan.spooling {
+			sp.bad = true // the line ended inside the string
+		}
 		lr.sp = nil
 	}
 	return sp, lr.spoolAt
