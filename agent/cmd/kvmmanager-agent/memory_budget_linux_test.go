@@ -39,10 +39,19 @@ const worstCaseOverhead = 32 << 20
 // the agent must still serve a maximum-size read and write (the budget was
 // given back); and its peak resident memory (VmHWM) must stay under the
 // documented worst case, max_memory_bytes + 32 MiB.
+//
+// Its subtests hold the budget the same way under the loads spooling and
+// streaming serve (memory_spool_linux_test.go).
 func TestMemoryBudgetHolds(t *testing.T) {
 	if testing.Short() {
-		t.Skip("drives ~200 MB of traffic through the agent")
+		t.Skip("drives ~500 MB of traffic through the agent")
 	}
+	t.Run("mixed load", testMixedLoad)
+	t.Run("spooled writes", testSpooledWrites)
+	t.Run("streamed reads", testStreamedReads)
+}
+
+func testMixedLoad(t *testing.T) {
 	const (
 		fileSize  = 10 << 20
 		budget    = 64 << 20

@@ -1,3 +1,7 @@
+// Built without -race, as memory_budget_linux_test.go.
+
+//go:build !race
+
 package main
 
 import (
@@ -17,7 +21,7 @@ import (
 	"github.com/kvmmanager/guest-agent/agent/config"
 )
 
-// TestSpooledWritesHoldNoLines drives the real agent with the smallest
+// testSpooledWrites drives the real agent with the smallest
 // budget its config allows for 10 MiB files, whose share for request input
 // (half) holds one maximum-size file_write line: slow hosts first leave
 // partial 5 MB file_write lines on many connections, then several
@@ -27,13 +31,7 @@ import (
 // every file must hold exactly its content, and the agent's peak resident
 // memory (VmHWM) must stay under the documented worst case,
 // max_memory_bytes + 32 MiB.
-func TestSpooledWritesHoldNoLines(t *testing.T) {
-	if testing.Short() {
-		t.Skip("drives ~200 MB of traffic through the agent")
-	}
-	if raceEnabled {
-		t.Skip("the race detector multiplies the agent's memory: its peak says nothing about the budget (run without -race)")
-	}
+func testSpooledWrites(t *testing.T) {
 	const (
 		fileSize  = 10 << 20
 		writers   = 8
@@ -120,19 +118,13 @@ func TestSpooledWritesHoldNoLines(t *testing.T) {
 	}
 }
 
-// TestStreamedReadsHoldNoReplies drives the real agent, under the smallest
+// testStreamedReads drives the real agent, under the smallest
 // budget its config allows for 10 MiB files, with concurrent maximum-size
 // base64 file_reads whose hosts do not read their replies for a while:
 // each reply is encoded while it is written, so none is held whole and
 // none is refused; each must carry exactly the file, and the agent's peak
 // resident memory must stay under the documented worst case.
-func TestStreamedReadsHoldNoReplies(t *testing.T) {
-	if testing.Short() {
-		t.Skip("drives ~150 MB of traffic through the agent")
-	}
-	if raceEnabled {
-		t.Skip("the race detector multiplies the agent's memory: its peak says nothing about the budget (run without -race)")
-	}
+func testStreamedReads(t *testing.T) {
 	const (
 		fileSize = 10 << 20
 		readers  = 10
