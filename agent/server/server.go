@@ -343,7 +343,7 @@ func (c *conn) readLoop() error {
 			if errors.Is(err, errStopped) {
 				return nil
 			}
-			c.s.log.Warn("request line refused: memory budget", "err", err)
+			c.s.log.Warn("request line refused (memory budget, or its content could not be spooled)", "err", err)
 			c.reply(nil, budgetProtocolError(err))
 			continue
 		}
