@@ -34,8 +34,8 @@ import (
 func testSpooledWrites(t *testing.T) {
 	const (
 		fileSize  = 10 << 20
-		writers   = 8
-		slowConns = 20
+		writers   = 4
+		slowConns = 10
 	)
 	budget := config.MinMemoryBytes(fileSize)
 	dir := t.TempDir()
