@@ -146,7 +146,7 @@ func build(ctx context.Context, spec Spec, dir string, log io.Writer) error {
 		return err
 	}
 	if len(spec.RPMProvides) > 0 {
-		if err := registerRPMProvides(ctx, log, tree, spec.RPMProvides); err != nil {
+		if err := RecordRPMProvides(ctx, log, tree, rpmDBPath, spec.RPMProvides); err != nil {
 			return fmt.Errorf("image %s: %w", spec.Name, err)
 		}
 	}

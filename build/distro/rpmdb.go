@@ -16,11 +16,12 @@ import (
 // image's macros file points Debian's rpm there).
 const rpmDBPath = "/var/lib/rpm"
 
-// registerRPMProvides records in the image's rpm database a package that
-// provides caps and holds no files, as a real rpm system's base packages do
-// (Rocky's bash provides /bin/sh): the files are there, installed by dpkg,
-// but rpm resolves a package's requirements against its own database only.
-func registerRPMProvides(ctx context.Context, log io.Writer, tree string, caps []string) error {
+// RecordRPMProvides records in the rpm database dbpath of the Debian tree
+// root a package that provides caps and holds no files, as a real rpm
+// system's base packages do (Rocky's bash provides /bin/sh): the files are
+// there, installed by dpkg, but rpm resolves a package's requirements
+// against its own database only. Needs rpm on the host.
+func RecordRPMProvides(ctx context.Context, log io.Writer, tree, dbpath string, caps []string) error {
 	dir, err := os.MkdirTemp("", "kvmtest-rpm-base-")
 	if err != nil {
 		return fmt.Errorf("create stub rpm directory: %w", err)
@@ -54,5 +55,5 @@ func registerRPMProvides(ctx context.Context, log io.Writer, tree string, caps [
 	if err := f.Close(); err != nil {
 		return fmt.Errorf("write %s: %w", p, err)
 	}
-	return run(ctx, log, "rpm", "--root", tree, "--dbpath", rpmDBPath, "-i", "--justdb", "--nodeps", "--noscripts", p)
+	return run(ctx, log, "rpm", "--root", tree, "--dbpath", dbpath, "-i", "--justdb", "--nodeps", "--noscripts", p)
 }

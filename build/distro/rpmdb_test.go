@@ -10,13 +10,13 @@ import (
 	"github.com/kvmmanager/guest-agent/build/testenv"
 )
 
-// TestRegisterRPMProvides: the rpm guest's database answers that /bin/sh is
+// TestRecordRPMProvides: the rpm guest's database answers that /bin/sh is
 // provided (so the agent's rpm, which requires it, installs), and by a
 // package without files (so rpm -V and rpm -e touch nothing dpkg owns).
-func TestRegisterRPMProvides(t *testing.T) {
+func TestRecordRPMProvides(t *testing.T) {
 	testenv.NeedCommands(t, "rpm")
 	tree := t.TempDir()
-	if err := registerRPMProvides(context.Background(), io.Discard, tree, Rocky9RPM.RPMProvides); err != nil {
+	if err := RecordRPMProvides(context.Background(), io.Discard, tree, rpmDBPath, Rocky9RPM.RPMProvides); err != nil {
 		t.Fatal(err)
 	}
 	q := func(args ...string) string {
