@@ -26,23 +26,14 @@ import (
 func init() {
 	i := slices.IndexFunc(checks, func(c check) bool { return c.name == "reconnect_cycles" })
 	checks = slices.Insert(checks, i,
-		check{"p11_big_file_chunks", false, p11(checkBigFile)},
-		check{"p11_exec_stream_40s", false, p11(checkExecStream)},
-		check{"p11_exec_stdin_cat", false, p11(checkExecStdin)},
-		check{"p11_freeze_blocks_write", false, p11(checkFreeze)},
-		check{"p11_set_time", false, p11(checkSetTime)},
-		check{"p11_ssh_keys", false, p11(checkSSHKeys)},
-		check{"p11_password", false, p11(checkPassword)},
+		check{name: "p11_big_file_chunks", run: checkBigFile, linkOnly: true},
+		check{name: "p11_exec_stream_40s", run: checkExecStream, linkOnly: true},
+		check{name: "p11_exec_stdin_cat", run: checkExecStdin, linkOnly: true},
+		check{name: "p11_freeze_blocks_write", run: checkFreeze, linkOnly: true},
+		check{name: "p11_set_time", run: checkSetTime, linkOnly: true},
+		check{name: "p11_ssh_keys", run: checkSSHKeys, linkOnly: true},
+		check{name: "p11_password", run: checkPassword, linkOnly: true},
 	)
-}
-
-func p11(f func(ctx context.Context, t *testing.T, m *machine)) func(ctx context.Context, t *testing.T, m *machine) {
-	return func(ctx context.Context, t *testing.T, m *machine) {
-		if !m.link {
-			t.Skip("the protocol 1.1 checks run in the link=true boot of each architecture (test config, ext4 disk)")
-		}
-		f(ctx, t, m)
-	}
 }
 
 // checkBigFile: 25 MiB, more than twice max_file_size_bytes, written and
