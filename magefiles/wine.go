@@ -44,7 +44,7 @@ func windowsTests(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	opts := wine.TestOptions{Root: wd, Packages: pkgs, Args: []string{"-timeout", "20m"}, Out: os.Stdout}
+	opts := wine.TestOptions{Root: wd, Packages: pkgs, Args: []string{"-timeout", "8m"}, Out: os.Stdout}
 	err = wine.GoTest(ctx, opts)
 	if !errors.Is(err, wine.ErrNotBuilt) {
 		return err

@@ -112,16 +112,3 @@ func TestRTCConversion(t *testing.T) {
 		}
 	}
 }
-
-func TestRealRTC(t *testing.T) {
-	tm, err := defaultReadRTC()
-	if errors.Is(err, ErrUnsupported) {
-		t.Skipf("no RTC on this machine: %v", err)
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	if d := time.Since(tm); d > 48*time.Hour || d < -48*time.Hour {
-		t.Errorf("RTC reads %v, system clock %v", tm, time.Now())
-	}
-}

@@ -91,12 +91,12 @@ func (s *Service) fileWriteChunk(p protocol.FileWriteParams, raw []byte, enc str
 	}
 	u := s.uploadByID(p.UploadID)
 	if u == nil {
-		return nil, protocol.Errorf(protocol.CodeNotFound, "upload %q not found (committed, aborted, idle for more than %v, or the agent restarted)", p.UploadID, s.uploadIdle)
+		return nil, s.uploadGone(p.UploadID)
 	}
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	if u.done {
-		return nil, protocol.Errorf(protocol.CodeNotFound, "upload %q not found (committed, aborted or expired)", p.UploadID)
+		return nil, s.uploadGone(p.UploadID) // it ended while this call waited for it
 	}
 	if u.path != p.Path {
 		return nil, invalidParams("upload %q is for path %q, not %q", u.id, u.path, p.Path)
@@ -359,6 +359,13 @@ func (s *Service) endUpload(u *upload) {
 	if s.uploads.m[u.id] == u {
 		delete(s.uploads.m, u.id)
 	}
+}
+
+// uploadGone is the error for a chunk of an upload that is not there (any
+// more): one text whether the upload ended before the call or while it
+// waited for the upload's lock.
+func (s *Service) uploadGone(id string) error {
+	return protocol.Errorf(protocol.CodeNotFound, "upload %q not found (committed, aborted, idle for more than %v, or the agent restarted)", id, s.uploadIdle)
 }
 
 // sweepUploads removes the uploads idle for more than uploadIdle, and

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -460,6 +461,11 @@ func (c *portConn) awaitHost(ctx context.Context) (waited bool, err error) {
 		for _, fn := range gone {
 			fn()
 		}
+		// Give the memory the host's requests used back to the system now,
+		// in one go: an agent without a host then holds only what it needs,
+		// and the runtime's background scavenger, which would otherwise
+		// return it bit by bit, has nothing left to do while it waits.
+		debug.FreeOSMemory()
 	}
 	waited, err = c.d.waitHost(ctx, c.p)
 	if err == nil {

@@ -573,6 +573,18 @@ func checkUdevActivation(t *testing.T, g *guest) {
 	if p["NRestarts"] != "0" {
 		t.Errorf("kvmmanager-agent NRestarts=%s", p["NRestarts"])
 	}
+	// systemd 254 and later (Debian 13) check a rule file's syntax with
+	// udevadm verify; older ones only show in udevd's log (above).
+	verify := `v=$(systemctl --version | head -n1 | cut -d' ' -f2); ` +
+		`if [ "$v" -ge 254 ]; then udevadm verify /usr/lib/udev/rules.d/60-kvmmanager-agent.rules >/tmp/udev-verify 2>&1 && echo verified || cat /tmp/udev-verify; else echo "systemd $v"; fi`
+	switch s := g.output(verify); {
+	case s == "verified":
+		t.Logf("udevadm verify: the agent's rule passes")
+	case strings.HasPrefix(s, "systemd ") && !strings.Contains(s, "\n"):
+		t.Logf("udevadm verify: not in %s (needs 254)", s)
+	default:
+		t.Errorf("udevadm verify 60-kvmmanager-agent.rules:\n%s", s)
+	}
 }
 
 // waitVersion waits until get_agent_info reports version.

@@ -14,7 +14,7 @@ import (
 func init() {
 	// Before the reconnect cycles (which come before power): in every boot.
 	i := slices.IndexFunc(checks, func(c check) bool { return c.name == "reconnect_cycles" })
-	checks = slices.Insert(checks, i, check{"exec_setsid_grandchild_gone", false, checkExecSetsidGone})
+	checks = slices.Insert(checks, i, check{name: "exec_setsid_grandchild_gone", run: checkExecSetsidGone})
 }
 
 // checkExecSetsidGone: a command's setsid grandchild, which left the

@@ -172,18 +172,6 @@ func TestUdevRuleBadInput(t *testing.T) {
 	}
 }
 
-// TestUdevadmVerify runs `udevadm verify` (systemd 254 and later) on the rule.
-func TestUdevadmVerify(t *testing.T) {
-	testenv.NeedCommands(t, "udevadm")
-	if err := exec.Command("udevadm", "verify", "--help").Run(); err != nil {
-		t.Skipf("SKIP: this udevadm has no verify command (systemd < 254); the rule's syntax is checked by TestUdevRule")
-	}
-	out, err := exec.Command("udevadm", "verify", repoPath("packaging/udev/60-kvmmanager-agent.rules")).CombinedOutput()
-	if err != nil {
-		t.Fatalf("udevadm verify: %v\n%s", err, out)
-	}
-}
-
 // recordingTB records Errorf calls instead of failing the test.
 type recordingTB struct {
 	testing.TB
