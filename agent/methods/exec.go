@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io/fs"
 	"strings"
 	"sync"
 	"time"
@@ -38,6 +39,20 @@ func (s *Service) execCommand(ctx context.Context, params json.RawMessage) (any,
 		return nil, commandError(err)
 	}
 	return s.run(ctx, path, p, time.Duration(timeout)*time.Second, capture)
+}
+
+// workingDirError is the error for the working_directory wd whose stat
+// gave fi and err: nil when it is a directory.
+func workingDirError(wd string, fi fs.FileInfo, err error) error {
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return protocol.Errorf(protocol.CodeNotFound, "working_directory %q does not exist", wd)
+	case err != nil:
+		return protocol.Errorf(protocol.CodeCommandFailed, "working_directory: %v", err)
+	case !fi.IsDir():
+		return invalidParams("working_directory %q is not a directory", wd)
+	}
+	return nil
 }
 
 func commandError(err error) error {

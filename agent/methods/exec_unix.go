@@ -42,15 +42,7 @@ func (s *Service) workingDir(ctx context.Context, wd string) (string, error) {
 		return "", pe
 	}
 	fi, _ := v.(fs.FileInfo)
-	switch {
-	case errors.Is(err, fs.ErrNotExist):
-		return "", protocol.Errorf(protocol.CodeNotFound, "working_directory %q does not exist", wd)
-	case err != nil:
-		return "", protocol.Errorf(protocol.CodeCommandFailed, "working_directory: %v", err)
-	case !fi.IsDir():
-		return "", invalidParams("working_directory %q is not a directory", wd)
-	}
-	return wd, nil
+	return wd, workingDirError(wd, fi, err)
 }
 
 // run runs the resolved command path and returns its protocol result. Every

@@ -47,15 +47,7 @@ func (s *Service) workingDir(_ context.Context, wd string) (string, error) {
 		return "", invalidParams("working_directory %q: %v", wd, err)
 	}
 	fi, err := os.Stat(clean)
-	switch {
-	case errors.Is(err, os.ErrNotExist):
-		return "", protocol.Errorf(protocol.CodeNotFound, "working_directory %q does not exist", wd)
-	case err != nil:
-		return "", protocol.Errorf(protocol.CodeCommandFailed, "working_directory: %v", err)
-	case !fi.IsDir():
-		return "", invalidParams("working_directory %q is not a directory", wd)
-	}
-	return clean, nil
+	return clean, workingDirError(wd, fi, err)
 }
 
 // envBlock is env as CreateProcess's Unicode environment block.
