@@ -147,6 +147,11 @@ func build(ctx context.Context, spec Spec, dir string, log io.Writer) error {
 	if err := bake(tree, spec); err != nil {
 		return err
 	}
+	if len(spec.RPMProvides) > 0 {
+		if err := RecordRPMProvides(ctx, log, tree, rpmDBPath, spec.RPMProvides); err != nil {
+			return fmt.Errorf("image %s: %w", spec.Name, err)
+		}
+	}
 	for name, pattern := range map[string]string{kernelName: "vmlinuz-*", initrdName: "initrd.img-*"} {
 		src, err := single(filepath.Join(tree, "boot", pattern))
 		if err != nil {

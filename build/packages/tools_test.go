@@ -152,6 +152,11 @@ func TestRPMWithRPM(t *testing.T) {
 			}
 			scripts := run(t, "rpm", "-qp", "--scripts", p.Path)
 			wantLines(t, "rpm --scripts", scripts, "postinstall scriptlet", "preuninstall scriptlet", "postuninstall scriptlet")
+			// The scriptlets need a shell: an install into an empty root must
+			// pull one in first.
+			if req := strings.Fields(run(t, "rpm", "-qp", "--requires", p.Path)); !slices.Contains(req, "/bin/sh") {
+				t.Errorf("rpm -qp --requires = %v, want /bin/sh for the scriptlets", req)
+			}
 			wantLines(t, "rpm -K", run(t, "rpm", "-K", p.Path), "digests OK")
 		})
 	}

@@ -160,7 +160,7 @@ func setupWriteAll(a *app, fs *pflag.FlagSet) action {
 		})
 		bar.done(err == nil)
 		if err != nil {
-			return err
+			return cliCreateDirs(err)
 		}
 		if a.json {
 			return a.printJSON(map[string]any{"path": args[0], "bytes_written": n, "sha256": sum})
