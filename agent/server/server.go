@@ -36,25 +36,7 @@ type Handler func(ctx context.Context, params json.RawMessage) (any, error)
 const (
 	DefaultMaxConcurrent = 10
 	DefaultDrainTimeout  = 5 * time.Second
-	// DefaultMaxFileSize is the max_file_size_bytes the default line limit
-	// is computed from.
-	DefaultMaxFileSize = 10 << 20
 )
-
-// lineOverhead is what a line may hold beyond a file's encoded content: the
-// JSON-RPC envelope, the path (up to PATH_MAX, escaped) and the other params.
-const lineOverhead = 64 << 10
-
-// LineLimit returns the longest request line accepted when files may be
-// maxFileSize bytes: room for a file_write of that size in base64
-// (4*ceil(n/3) bytes), one sixth more for utf8 content with JSON escapes,
-// and 64 KiB for the rest of the request.
-func LineLimit(maxFileSize int64) int {
-	if maxFileSize < 0 {
-		maxFileSize = 0
-	}
-	return int(4*((maxFileSize+2)/3) + maxFileSize/6 + lineOverhead)
-}
 
 // Options configure a Server. Zero values mean the defaults.
 type Options struct {
@@ -65,7 +47,7 @@ type Options struct {
 	// reading that connection until a request finishes.
 	MaxConcurrent int
 	// MaxLineBytes is the longest request line; default
-	// LineLimit(DefaultMaxFileSize).
+	// protocol.LineLimit(protocol.DefaultMaxFileSize).
 	MaxLineBytes int
 	// DrainTimeout is how long ServeConn lets running requests finish after
 	// its context is cancelled before cancelling them.
@@ -136,7 +118,7 @@ func New(handlers map[string]Handler, opts Options) *Server {
 		s.maxConc = DefaultMaxConcurrent
 	}
 	if s.maxLine <= 0 {
-		s.maxLine = LineLimit(DefaultMaxFileSize)
+		s.maxLine = protocol.LineLimit(protocol.DefaultMaxFileSize)
 	}
 	if s.drain <= 0 {
 		s.drain = DefaultDrainTimeout
