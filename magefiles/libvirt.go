@@ -2,11 +2,7 @@
 
 package main
 
-import (
-	"context"
-	"os"
-	"os/exec"
-)
+import "context"
 
 // Libvirt drives real libvirt through virsh against a Debian 12 guest running the agent (installed from the
 // ISO) and one running Debian's qemu-guest-agent, checks guestinfo, domifaddr, domfsinfo, domtime,
@@ -15,8 +11,5 @@ import (
 // (needs root and a running libvirtd: virtlogd -d; libvirtd -d; images are cached).
 // KVMMANAGER_LIBVIRT_GUESTS=ours (or qemu-ga) runs one guest.
 func Libvirt(ctx context.Context) error {
-	cmd := exec.CommandContext(ctx, "go", "test", "-tags", "vmtest", "-run", "TestLibvirt", "-v", "-count=1", "-timeout", "40m", "./build/libvirt")
-	cmd.Stdout = os.Stdout
-	cmd.Stderr = os.Stderr
-	return cmd.Run()
+	return goCmd(ctx, "test", "-tags", "vmtest", "-run", "TestLibvirt", "-v", "-count=1", "-timeout", "40m", "./build/libvirt")
 }

@@ -23,6 +23,7 @@ import (
 	"strings"
 
 	"github.com/kvmmanager/guest-agent/agent/policy"
+	"github.com/kvmmanager/guest-agent/agent/protocol"
 	"github.com/kvmmanager/guest-agent/agent/qga/qapi"
 )
 
@@ -110,7 +111,7 @@ func Default() *Config {
 		AllowedWritePaths:       slices.Clone(defaultWritePaths),
 		CommandWhitelistEnabled: false,
 		CommandWhitelist:        slices.Clone(defaultWhitelist),
-		MaxFileSizeBytes:        10485760,
+		MaxFileSizeBytes:        protocol.DefaultMaxFileSize,
 		CommandTimeoutSeconds:   30,
 		LogLevel:                "info",
 		MaxConcurrentRequests:   10,
@@ -326,7 +327,7 @@ func (c *Config) validate() (key, msg string) {
 		return "max_background_seconds", fmt.Sprintf("must be between 1 and %d, got %d", MaxBackgroundLimit, c.MaxBackgroundSeconds)
 	}
 	for _, m := range c.DisabledMethods {
-		if !slices.Contains(knownMethods, m) && !slices.Contains(knownMethods11, m) && !slices.Contains(knownGuestOpsMethods, m) && !qapi.Known(m) {
+		if !slices.Contains(protocol.Methods, m) && !slices.Contains(protocol.Methods11, m) && !qapi.Known(m) {
 			return "disabled_methods", fmt.Sprintf("unknown method %q (neither a protocol 1.0/1.1 method nor a QGA command)", m)
 		}
 	}
@@ -336,28 +337,6 @@ func (c *Config) validate() (key, msg string) {
 		return "qga_port", fmt.Sprintf("must be %q or %q, got %q", QGAPortAuto, QGAPortOff, c.QGAPort)
 	}
 	return "", ""
-}
-
-// knownMethods mirrors protocol.Methods; config does not import protocol to
-// stay a leaf package, and a test keeps the two lists equal.
-var knownMethods = []string{
-	"ping", "get_agent_info", "get_system_info", "get_network_info",
-	"get_disk_usage", "exec_command", "file_read", "file_write",
-	"shutdown", "reboot", "sync",
-}
-
-// knownMethods11 mirrors the protocol 1.1 methods of protocol.Methods11
-// that are not guest operations; a test keeps the lists equal.
-var knownMethods11 = []string{"exec_start", "exec_status", "exec_kill", "file_stat"}
-
-// knownGuestOpsMethods mirrors protocol.GuestOpsMethods (protocol 1.1's
-// guest operations); a test keeps the two lists equal.
-var knownGuestOpsMethods = []string{
-	"fsfreeze_status", "fsfreeze_freeze", "fsfreeze_thaw",
-	"get_time", "set_time", "get_users", "get_timezone",
-	"get_load", "get_memory_info", "get_cpu_stats", "get_disk_stats",
-	"ssh_get_authorized_keys", "ssh_add_authorized_keys",
-	"ssh_remove_authorized_keys", "set_user_password",
 }
 
 // normalize cleans paths so that policy checks compare canonical forms.

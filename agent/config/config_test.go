@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 
@@ -104,9 +105,13 @@ func TestUnreadableFile(t *testing.T) {
 	_ = os.Remove(dir)
 }
 
-func TestKnownMethodsMatchProtocol(t *testing.T) {
-	if !reflect.DeepEqual(knownMethods, protocol.Methods) {
-		t.Errorf("config.knownMethods = %q, protocol.Methods = %q", knownMethods, protocol.Methods)
+// Every method of both protocol versions can be disabled by its name.
+func TestDisableEveryProtocolMethod(t *testing.T) {
+	for _, m := range append(slices.Clip(protocol.Methods), protocol.Methods11...) {
+		c, err := Parse("c.json", []byte(`{"disabled_methods": ["`+m+`"]}`))
+		if err != nil || !c.MethodDisabled(m) {
+			t.Errorf("disabled_methods [%q]: %v, disabled %v", m, err, err == nil && c.MethodDisabled(m))
+		}
 	}
 }
 

@@ -1,25 +1,9 @@
 package config
 
 import (
-	"reflect"
 	"strings"
 	"testing"
-
-	"github.com/kvmmanager/guest-agent/agent/protocol"
 )
-
-func TestKnownGuestOpsMethodsMatchProtocol(t *testing.T) {
-	if !reflect.DeepEqual(knownGuestOpsMethods, protocol.GuestOpsMethods) {
-		t.Errorf("config.knownGuestOpsMethods = %q, protocol.GuestOpsMethods = %q", knownGuestOpsMethods, protocol.GuestOpsMethods)
-	}
-}
-
-func TestKnownMethods11MatchProtocol(t *testing.T) {
-	want := append(append([]string{}, knownMethods11...), knownGuestOpsMethods...)
-	if !reflect.DeepEqual(want, protocol.Methods11) {
-		t.Errorf("config.knownMethods11 + knownGuestOpsMethods = %q, protocol.Methods11 = %q", want, protocol.Methods11)
-	}
-}
 
 func TestMaxBackgroundSeconds(t *testing.T) {
 	if d := Default(); d.MaxBackgroundSeconds != 3600 {

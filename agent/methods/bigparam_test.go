@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"testing/iotest"
 
 	"github.com/kvmmanager/guest-agent/agent/protocol"
 )
@@ -76,21 +77,35 @@ func TestDecodeBase64(t *testing.T) {
 		{"padding before the end", early, 1 << 30, nil, errBadBase64},
 		{"not strict", "aGk=" + "aR==", 1 << 30, nil, errBadBase64},
 	}
+	// The request's bytes, and a spool read in pieces of any size.
+	sources := map[string]func(string, int64, func([]byte) error) (int64, error){
+		"bytes": func(in string, max int64, sink func([]byte) error) (int64, error) {
+			return decodeBase64([]byte(in), max, sink)
+		},
+		"one byte reads": func(in string, max int64, sink func([]byte) error) (int64, error) {
+			return decodeBase64From(iotest.OneByteReader(strings.NewReader(in)), max, sink)
+		},
+		"half reads": func(in string, max int64, sink func([]byte) error) (int64, error) {
+			return decodeBase64From(iotest.HalfReader(strings.NewReader(in)), max, sink)
+		},
+	}
 	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			var got bytes.Buffer
-			n, err := decodeBase64([]byte(tt.in), tt.max, func(b []byte) error { got.Write(b); return nil })
-			if tt.wantErr != nil {
-				var tl *tooLargeError
-				if _, isTL := tt.wantErr.(*tooLargeError); isTL && !errors.As(err, &tl) || !isTL && !errors.Is(err, tt.wantErr) {
-					t.Fatalf("err = %v, want %v", err, tt.wantErr)
+		for sname, decode := range sources {
+			t.Run(tt.name+"/"+sname, func(t *testing.T) {
+				var got bytes.Buffer
+				n, err := decode(tt.in, tt.max, func(b []byte) error { got.Write(b); return nil })
+				if tt.wantErr != nil {
+					var tl *tooLargeError
+					if _, isTL := tt.wantErr.(*tooLargeError); isTL && !errors.As(err, &tl) || !isTL && !errors.Is(err, tt.wantErr) {
+						t.Fatalf("err = %v, want %v", err, tt.wantErr)
+					}
+					return
 				}
-				return
-			}
-			if err != nil || n != int64(len(tt.want)) || !bytes.Equal(got.Bytes(), tt.want) {
-				t.Fatalf("= %d bytes, %v; want %d bytes", n, err, len(tt.want))
-			}
-		})
+				if err != nil || n != int64(len(tt.want)) || !bytes.Equal(got.Bytes(), tt.want) {
+					t.Fatalf("= %d bytes, %v; want %d bytes", n, err, len(tt.want))
+				}
+			})
+		}
 	}
 }
 
@@ -142,11 +157,12 @@ func TestFileWriteContentForms(t *testing.T) {
 }
 
 // TestFileReadBase64Chunks reads files around the encoder's chunk size,
-// where padding must appear only at the very end.
+// where padding must appear only at the very end, in memory and streamed
+// (from streamReadFrom on).
 func TestFileReadBase64Chunks(t *testing.T) {
 	ft := newFileTree(t)
 	s := ft.service(t, nil)
-	for _, size := range []int{0, 1, readChunk - 1, readChunk, readChunk + 1, 3*readChunk + 2} {
+	for _, size := range []int{0, 1, readChunk - 1, readChunk, readChunk + 1, 3*readChunk + 2, streamReadFrom - 1, streamReadFrom, streamReadFrom + readChunk + 2} {
 		data := make([]byte, size)
 		rand.NewChaCha8([32]byte{3}).Read(data)
 		p := filepath.Join(ft.allowed, "chunk")

@@ -15,6 +15,7 @@ import (
 	"testing"
 
 	"github.com/kvmmanager/guest-agent/agent/config"
+	"github.com/kvmmanager/guest-agent/agent/protocol"
 	"github.com/kvmmanager/guest-agent/agent/server"
 )
 
@@ -118,8 +119,9 @@ func TestProtocol10Replay(t *testing.T) {
 func replay10(t *testing.T, svc *Service, cfg *config.Config, dir string) []string {
 	srv := server.New(svc.Handlers(), server.Options{
 		MaxConcurrent: cfg.MaxConcurrentRequests,
-		MaxLineBytes:  server.LineLimit(cfg.MaxFileSizeBytes),
+		MaxLineBytes:  protocol.LineLimit(cfg.MaxFileSizeBytes),
 		Inline:        svc.NonBlocking(),
+		Spooled:       svc.SpooledMethods(),
 	})
 	a, b := net.Pipe()
 	ctx, cancel := context.WithCancel(context.Background())

@@ -7,9 +7,6 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
-	"io/fs"
-	"os"
-	"path/filepath"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -70,23 +67,10 @@ func (s *Service) execStart(ctx context.Context, params json.RawMessage) (any, e
 	} else if p.StdinEncoding != "" {
 		return nil, invalidParams(`"stdin_encoding" without "stdin"`)
 	}
-	if wd := p.WorkingDirectory; wd != "" {
-		if !filepath.IsAbs(wd) {
-			return nil, invalidParams("working_directory %q is not absolute", wd)
-		}
-		v, err := s.withFileDeadline(ctx, func() (any, error) { return os.Stat(wd) })
-		var pe *protocol.Error
-		if errors.As(err, &pe) {
-			return nil, pe
-		}
-		fi, _ := v.(fs.FileInfo)
-		switch {
-		case errors.Is(err, fs.ErrNotExist):
-			return nil, protocol.Errorf(protocol.CodeNotFound, "working_directory %q does not exist", wd)
-		case err != nil:
-			return nil, protocol.Errorf(protocol.CodeCommandFailed, "working_directory: %v", err)
-		case !fi.IsDir():
-			return nil, invalidParams("working_directory %q is not a directory", wd)
+	if spec.Dir != "" {
+		var err error
+		if spec.Dir, err = s.workingDir(ctx, spec.Dir); err != nil {
+			return nil, err
 		}
 	}
 	j, err := s.StartJob(OwnerRPC, spec)

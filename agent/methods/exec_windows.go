@@ -2,13 +2,11 @@ package methods
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
-	"strings"
 	"sync"
 	"time"
 	"unicode/utf16"
@@ -19,10 +17,6 @@ import (
 	"github.com/kvmmanager/guest-agent/agent/policy"
 	"github.com/kvmmanager/guest-agent/agent/protocol"
 )
-
-// pipeDrainDelay is how long exec_command waits, once the command's job is
-// gone, for the output pipes to close.
-const pipeDrainDelay = 2 * time.Second
 
 // childEnv is the whole environment of every command: nothing of the
 // agent's own and nothing from the request; what Windows programs need to
@@ -45,52 +39,15 @@ func childEnv() []string {
 	}
 }
 
-// exec_command: run a program with CreateProcess (never through a shell;
-// the command line is quoted so that the program's C runtime splits it back
-// into exactly the given arguments), its stdin on NUL, its output captured
-// up to max_output_bytes per stream, inside a job object with
-// KILL_ON_JOB_CLOSE: at the timeout, and once the command has exited, the
-// whole process tree it started is killed.
-func (s *Service) execCommand(ctx context.Context, params json.RawMessage) (any, error) {
-	p, timeout, capture, err := s.decodeExecParams(params)
+// workingDir checks the working_directory of a command: a clean path to an
+// existing directory. It returns the cleaned path, which the command runs in.
+func (s *Service) workingDir(_ context.Context, wd string) (string, error) {
+	clean, err := policy.Clean(wd)
 	if err != nil {
-		return nil, err
+		return "", invalidParams("working_directory %q: %v", wd, err)
 	}
-	if wd := p.WorkingDirectory; wd != "" {
-		clean, err := policy.Clean(wd)
-		if err != nil {
-			return nil, invalidParams("working_directory %q: %v", wd, err)
-		}
-		fi, err := os.Stat(clean)
-		switch {
-		case errors.Is(err, os.ErrNotExist):
-			return nil, protocol.Errorf(protocol.CodeNotFound, "working_directory %q does not exist", wd)
-		case err != nil:
-			return nil, protocol.Errorf(protocol.CodeCommandFailed, "working_directory: %v", err)
-		case !fi.IsDir():
-			return nil, invalidParams("working_directory %q is not a directory", wd)
-		}
-		p.WorkingDirectory = clean
-	}
-	path, err := s.commands.Resolve(p.Command)
-	if err != nil {
-		return nil, commandError(err)
-	}
-	return s.run(ctx, path, p, time.Duration(timeout)*time.Second, capture)
-}
-
-func commandError(err error) error {
-	switch {
-	case errors.Is(err, policy.ErrBadCommand):
-		return invalidParams("%v", err)
-	case errors.Is(err, policy.ErrNotWhitelisted):
-		return protocol.Errorf(protocol.CodePermissionDenied, "%v", err)
-	case errors.Is(err, policy.ErrNotExecutable):
-		return protocol.Errorf(protocol.CodePermissionDenied, "%v", err)
-	case errors.Is(err, policy.ErrCommandNotFound):
-		return protocol.Errorf(protocol.CodeNotFound, "%v", err)
-	}
-	return protocol.Errorf(protocol.CodeCommandFailed, "%v", err)
+	fi, err := os.Stat(clean)
+	return clean, workingDirError(wd, fi, err)
 }
 
 // envBlock is env as CreateProcess's Unicode environment block.
@@ -137,6 +94,11 @@ func outputPipe() (r *os.File, w windows.Handle, err error) {
 	return os.NewFile(uintptr(rh), "pipe"), w, nil
 }
 
+// run starts the resolved command path with CreateProcess (the command line
+// is quoted so that the program's C runtime splits it back into exactly the
+// given arguments), suspended, puts it in a job object with
+// KILL_ON_JOB_CLOSE and only then lets it run: at the timeout, and once the
+// command has exited, the whole process tree it started is killed.
 func (s *Service) run(ctx context.Context, path string, p protocol.ExecParams, timeout time.Duration, capture bool) (any, error) {
 	job, err := newKillJob()
 	if err != nil {
@@ -315,37 +277,4 @@ func startError(command, path string, err error) error {
 		return protocol.Errorf(protocol.CodeCommandFailed, "start %q (%s): not a valid executable: %v", command, path, err)
 	}
 	return protocol.Errorf(protocol.CodeCommandFailed, "start %q (%s): %v", command, path, err)
-}
-
-// cappedBuffer keeps the first max bytes written to it and counts the rest
-// away.
-type cappedBuffer struct {
-	mu        sync.Mutex
-	max       int
-	buf       []byte
-	truncated bool
-}
-
-func newCappedBuffer(max int) *cappedBuffer { return &cappedBuffer{max: max} }
-
-func (b *cappedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	room := b.max - len(b.buf)
-	if room >= len(p) {
-		b.buf = append(b.buf, p...)
-	} else {
-		if room > 0 {
-			b.buf = append(b.buf, p[:room]...)
-		}
-		b.truncated = true
-	}
-	return len(p), nil
-}
-
-// result returns the output as valid UTF-8 and whether bytes were dropped.
-func (b *cappedBuffer) result() (string, bool) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return strings.ToValidUTF8(string(b.buf), "\uFFFD"), b.truncated
 }

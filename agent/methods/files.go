@@ -99,7 +99,10 @@ func (s *Service) withFileDeadline(ctx context.Context, fn func() (any, error)) 
 	}
 	s.stuckFileOps.Add(1)
 	go func() {
-		<-done
+		r := <-done
+		if c, ok := r.v.(io.Closer); ok {
+			c.Close() // a result no one will send (a file_read's open file)
+		}
 		s.stuckFileOps.Add(-1)
 	}()
 	return nil, protocol.Errorf(protocol.CodeTimeout,
@@ -132,6 +135,7 @@ func (s *Service) fileReadNow(ctx context.Context, params json.RawMessage) (any,
 	}
 	res := protocol.FileReadResult{Encoding: enc}
 	var raw server.RawResult
+	var stream *base64FileResult
 	err = s.read.Do(p.Path, func(t *policy.Target) error {
 		// Stat first: opening a FIFO would block and opening a device can
 		// have side effects, so only regular files are opened.
@@ -146,7 +150,11 @@ func (s *Service) fileReadNow(ctx context.Context, params json.RawMessage) (any,
 		if err != nil {
 			return err
 		}
-		defer f.Close()
+		defer func() {
+			if stream == nil {
+				f.Close()
+			}
+		}()
 		if fi, err = f.Stat(); err != nil { // the file may have been swapped since
 			return err
 		}
@@ -158,6 +166,10 @@ func (s *Service) fileReadNow(ctx context.Context, params json.RawMessage) (any,
 			return err
 		}
 		reserve := func(n int64) error { return server.Reserve(ctx, n) }
+		if enc == protocol.EncodingBase64 && fi.Size() >= streamReadFrom {
+			stream, err = newBase64FileResult(f, r, s.cfg.MaxFileSizeBytes, reserve)
+			return err
+		}
 		if enc == protocol.EncodingBase64 {
 			raw, err = readBase64Result(r, fi.Size(), s.cfg.MaxFileSizeBytes, reserve)
 			return err
@@ -168,10 +180,119 @@ func (s *Service) fileReadNow(ctx context.Context, params json.RawMessage) (any,
 	if err != nil {
 		return nil, fileError(p.Path, err)
 	}
+	if stream != nil {
+		return stream, nil
+	}
 	if raw != nil {
 		return raw, nil
 	}
 	return res, nil
+}
+
+// streamReadFrom is the file size from which a base64 file_read is encoded
+// while the server writes it (server.StreamResult) instead of in memory.
+const streamReadFrom = 1 << 20
+
+// base64FileResult is a base64 file_read result encoded from the open file
+// while the server writes it: only a chunk of the file and of its base64
+// is held at a time. Its size was found by reading the file through once
+// (newBase64FileResult), which also met any read error while an error
+// reply could still be sent; the second pass reads from the page cache and
+// sends at most that many bytes (fewer if the file shrank meanwhile:
+// size_bytes says how many).
+type base64FileResult struct {
+	f *os.File
+	n int64
+}
+
+// newBase64FileResult reads f (through r) to its end, at most limit bytes,
+// and returns the result that will send what it read. It takes its two
+// chunk buffers from the budget; f is kept open for the result.
+func newBase64FileResult(f *os.File, r io.Reader, limit int64, reserve func(int64) error) (*base64FileResult, error) {
+	if err := reserve(readChunk + int64(base64.StdEncoding.EncodedLen(readChunk))); err != nil {
+		return nil, err
+	}
+	buf := make([]byte, readChunk)
+	var n int64
+	for n <= limit {
+		m, err := r.Read(buf[:min(int64(len(buf)), limit+1-n)])
+		n += int64(m)
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	if n > limit {
+		return nil, &tooLargeError{size: -1, max: limit}
+	}
+	return &base64FileResult{f: f, n: n}, nil
+}
+
+const (
+	b64ResultHead = `{"content":"`
+	b64ResultTail = `","size_bytes":`
+	b64ResultEnc  = `,"encoding":"base64"}`
+)
+
+// EncodedLen bounds what WriteJSON writes.
+func (r *base64FileResult) EncodedLen() int64 {
+	return int64(len(b64ResultHead) + base64.StdEncoding.EncodedLen(int(r.n)) + len(b64ResultTail) + 20 + len(b64ResultEnc))
+}
+
+// WriteJSON writes protocol.FileReadResult as JSON, its content encoded a
+// chunk at a time.
+func (r *base64FileResult) WriteJSON(w io.Writer) error {
+	if r.f == nil {
+		return errors.New("file_read result already sent")
+	}
+	buf := make([]byte, readChunk)
+	out := make([]byte, 0, base64.StdEncoding.EncodedLen(readChunk)+len(b64ResultHead))
+	out = append(out, b64ResultHead...)
+	src := io.NewSectionReader(r.f, 0, r.n)
+	var sent int64
+	for {
+		m, err := io.ReadFull(src, buf)
+		out = base64.StdEncoding.AppendEncode(out, buf[:m])
+		sent += int64(m)
+		if err == io.EOF || err == io.ErrUnexpectedEOF {
+			break
+		}
+		if err != nil {
+			return fmt.Errorf("read %s: %w", r.f.Name(), err)
+		}
+		if _, err := w.Write(out); err != nil {
+			return err
+		}
+		out = out[:0]
+	}
+	out = append(out, b64ResultTail...)
+	out = strconv.AppendInt(out, sent, 10)
+	out = append(out, b64ResultEnc...)
+	_, err := w.Write(out)
+	return err
+}
+
+// MarshalJSON encodes the whole result in memory and closes the file.
+func (r *base64FileResult) MarshalJSON() ([]byte, error) {
+	defer r.Close()
+	var b bytes.Buffer
+	b.Grow(int(r.EncodedLen()))
+	if err := r.WriteJSON(&b); err != nil {
+		return nil, err
+	}
+	return b.Bytes(), nil
+}
+
+// Close closes the file.
+func (r *base64FileResult) Close() error {
+	if r.f == nil {
+		return nil
+	}
+	f := r.f
+	r.f = nil
+	return f.Close()
 }
 
 // checkTargetFile is checkReadable plus the rules for a file in a directory
@@ -434,14 +555,27 @@ const defaultFilePerm = 0o644
 // file_write: decode and size-check the content, check the path, then write
 // a temporary file next to the target and rename it over the target.
 func (s *Service) fileWrite(ctx context.Context, params json.RawMessage) (any, error) {
-	return s.withFileDeadline(ctx, func() (any, error) { return s.fileWriteNow(params) })
+	return s.withFileDeadline(ctx, func() (any, error) { return s.fileWriteNow(ctx, params) })
 }
 
-func (s *Service) fileWriteNow(params json.RawMessage) (any, error) {
+// SpooledMethods names the methods whose long content the server spools to
+// disk as the request streams in (server.Options.Spooled): file_write.
+func (s *Service) SpooledMethods() map[string]bool {
+	return map[string]bool{protocol.MethodFileWrite: true}
+}
+
+func (s *Service) fileWriteNow(ctx context.Context, params json.RawMessage) (any, error) {
 	var p protocol.FileWriteParams
 	raw, err := decodeWriteParams(params, &p, &p.Content)
 	if err != nil {
 		return nil, err
+	}
+	sp := server.SpooledContent(ctx)
+	if sp != nil {
+		if len(raw) > 0 || p.Content != "" {
+			return nil, invalidParams(`"content" given twice`)
+		}
+		raw = nil
 	}
 	if p.Path == "" {
 		return nil, invalidParams(`"path" is required`)
@@ -453,6 +587,15 @@ func (s *Service) fileWriteNow(params json.RawMessage) (any, error) {
 	if enc == protocol.EncodingUTF8 && !utf8.Valid(params) {
 		// encoding/json would silently write U+FFFD for each bad byte.
 		return nil, invalidParams(`"content" is not valid UTF-8; send binary content with "encoding": "base64"`)
+	}
+	content := b64Content{sp: sp}
+	if sp != nil && (enc == protocol.EncodingUTF8 || sp.Escaped()) {
+		// Text, or base64 with JSON escapes: decoded in memory, as an
+		// unspooled request would be, with its size in the budget.
+		if raw, err = unspoolContent(ctx, sp, &p.Content, enc); err != nil {
+			return nil, err
+		}
+		content.sp = nil
 	}
 	if raw != nil && enc == protocol.EncodingUTF8 {
 		p.Content = string(raw)
@@ -470,11 +613,12 @@ func (s *Service) fileWriteNow(params json.RawMessage) (any, error) {
 	// 1. Decode (validate) and size-check, before anything touches the disk.
 	size := int64(len(p.Content))
 	if enc == protocol.EncodingBase64 {
-		if raw == nil {
+		if raw == nil && content.sp == nil {
 			raw = []byte(p.Content)
 			p.Content = ""
 		}
-		if size, err = decodedSize(raw, s.cfg.MaxFileSizeBytes); err != nil {
+		content.b = raw
+		if size, err = decodedSize(content, s.cfg.MaxFileSizeBytes); err != nil {
 			return nil, fileError(p.Path, err)
 		}
 	}
@@ -489,7 +633,7 @@ func (s *Service) fileWriteNow(params json.RawMessage) (any, error) {
 	}
 
 	if p.Offset != nil || p.UploadID != "" || p.Commit || p.Abort || p.SizeBytes != nil || p.SHA256 != "" {
-		return s.fileWriteChunk(p, raw, enc, perm) // protocol 1.1 (transfer.go)
+		return s.fileWriteChunk(p, content, enc, perm) // protocol 1.1 (transfer.go)
 	}
 
 	// 2. Path policy; 3. directories, temporary file, rename.
@@ -498,7 +642,7 @@ func (s *Service) fileWriteNow(params json.RawMessage) (any, error) {
 		do = s.write.DoCreate
 	}
 	err = do(p.Path, func(t *policy.Target) error {
-		return s.writeTarget(t, p, raw, enc, perm)
+		return s.writeTarget(t, p, content, enc, perm)
 	})
 	if errors.Is(err, fs.ErrNotExist) && !p.CreateDirs {
 		err = fmt.Errorf("%w: %v (set create_dirs to create missing directories)", fs.ErrNotExist, rootErrText(err))
@@ -517,43 +661,45 @@ const decodeChunk = 64 << 10
 // each decoded chunk to sink (nil: validate only); it stops early once more
 // than max bytes came out. It returns the decoded size.
 func decodeBase64(src []byte, max int64, sink func([]byte) error) (int64, error) {
+	return decodeBase64From(bytes.NewReader(src), max, sink)
+}
+
+// decodeBase64From is decodeBase64 reading the base64 text from r (a
+// spooled file_write content), decodeChunk bytes at a time.
+func decodeBase64From(r io.Reader, limit int64, sink func([]byte) error) (int64, error) {
 	buf := make([]byte, base64Enc.DecodedLen(decodeChunk))
+	src := make([]byte, decodeChunk)
 	var n int64
 	emit := func(b []byte) error {
 		n += int64(len(b))
-		if n > max {
-			return &tooLargeError{size: -1, max: max}
+		if n > limit {
+			return &tooLargeError{size: -1, max: limit}
 		}
 		if sink != nil {
 			return sink(b)
 		}
 		return nil
 	}
-	if bytes.IndexByte(src, '\n') >= 0 || bytes.IndexByte(src, '\r') >= 0 {
-		// Line breaks (which base64 decoding ignores) would shift the
-		// 4-byte quanta across chunks: take the streaming decoder.
-		r := base64.NewDecoder(base64Enc, bytes.NewReader(src))
-		for {
-			m, err := io.ReadFull(r, buf)
-			if m > 0 {
-				if err := emit(buf[:m]); err != nil {
-					return 0, err
-				}
-			}
-			if err == io.EOF || err == io.ErrUnexpectedEOF {
-				return n, nil
-			}
-			if err != nil {
-				return 0, fmt.Errorf("%w: %v", errBadBase64, err)
-			}
+	padded := false // the last chunk ended with padding
+	for {
+		k, rerr := io.ReadFull(r, src)
+		chunk := src[:k]
+		if rerr != nil && rerr != io.EOF && rerr != io.ErrUnexpectedEOF {
+			return 0, rerr
 		}
-	}
-	for len(src) > 0 {
-		chunk := src[:min(decodeChunk, len(src))]
-		src = src[len(chunk):]
-		if len(src) > 0 && bytes.IndexByte(chunk[len(chunk)-2:], '=') >= 0 {
+		if k == 0 {
+			return n, nil
+		}
+		if padded {
 			return 0, fmt.Errorf("%w: padding before the end", errBadBase64)
 		}
+		if bytes.IndexByte(chunk, '\n') >= 0 || bytes.IndexByte(chunk, '\r') >= 0 {
+			// Line breaks (which base64 decoding ignores) would shift the
+			// 4-byte quanta across chunks: the streaming decoder takes
+			// the rest (the chunks before were whole quanta).
+			return decodeBase64Lines(io.MultiReader(bytes.NewReader(chunk), r), buf, emit, n)
+		}
+		padded = bytes.IndexByte(chunk[max(0, len(chunk)-2):], '=') >= 0
 		m, err := base64Enc.Decode(buf, chunk)
 		if err != nil {
 			return 0, fmt.Errorf("%w: %v", errBadBase64, err)
@@ -561,24 +707,104 @@ func decodeBase64(src []byte, max int64, sink func([]byte) error) (int64, error)
 		if err := emit(buf[:m]); err != nil {
 			return 0, err
 		}
+		if rerr != nil {
+			return n, nil
+		}
 	}
-	return n, nil
+}
+
+// decodeBase64Lines decodes base64 with line breaks from r; n is what came
+// out before.
+func decodeBase64Lines(r io.Reader, buf []byte, emit func([]byte) error, n int64) (int64, error) {
+	d := base64.NewDecoder(base64Enc, r)
+	start := n
+	var total int64
+	for {
+		m, err := io.ReadFull(d, buf)
+		if m > 0 {
+			total += int64(m)
+			if err := emit(buf[:m]); err != nil {
+				return 0, err
+			}
+		}
+		if err == io.EOF || err == io.ErrUnexpectedEOF {
+			return start + total, nil
+		}
+		if err != nil {
+			return 0, fmt.Errorf("%w: %v", errBadBase64, err)
+		}
+	}
 }
 
 // decodedSize validates base64 content without holding the decoded bytes
 // and returns their length; it stops early past max.
-func decodedSize(content []byte, max int64) (int64, error) {
-	return decodeBase64(content, max, nil)
+func decodedSize(content b64Content, max int64) (int64, error) {
+	return content.decode(max, nil)
+}
+
+// b64Content is a file_write's base64 content: in the request's bytes, or
+// in the spool the server wrote it to as the request came in.
+type b64Content struct {
+	b  []byte
+	sp *server.Spool
+}
+
+// decode decodes the content in chunks to sink (see decodeBase64).
+func (c b64Content) decode(max int64, sink func([]byte) error) (int64, error) {
+	if c.sp != nil {
+		return decodeBase64From(c.sp.Reader(), max, sink)
+	}
+	return decodeBase64(c.b, max, sink)
 }
 
 var errBadBase64 = errors.New("content is not valid base64")
+
+// unspoolContent reads spooled content back into memory, taking its size
+// from the request's memory budget: utf8 text (checked as UTF-8, escapes
+// decoded into *text) or base64 with escapes (returned decoded of them).
+func unspoolContent(ctx context.Context, sp *server.Spool, text *string, enc string) ([]byte, error) {
+	n := sp.Len()
+	if err := server.Reserve(ctx, 2*n+2); err != nil {
+		return nil, err
+	}
+	b := make([]byte, 0, n+2)
+	b = append(b, '"')
+	if _, err := io.Copy(&appendWriter{&b}, sp.Reader()); err != nil {
+		return nil, err
+	}
+	b = append(b, '"')
+	if enc == protocol.EncodingUTF8 && !utf8.Valid(b) {
+		return nil, invalidParams(`"content" is not valid UTF-8; send binary content with "encoding": "base64"`)
+	}
+	if !sp.Escaped() {
+		*text = string(b[1 : len(b)-1])
+		return nil, nil
+	}
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return nil, invalidParams(`"content": %v`, err)
+	}
+	if enc == protocol.EncodingUTF8 {
+		*text = s
+		return nil, nil
+	}
+	return []byte(s), nil
+}
+
+// appendWriter appends to a slice.
+type appendWriter struct{ b *[]byte }
+
+func (w *appendWriter) Write(p []byte) (int, error) {
+	*w.b = append(*w.b, p...)
+	return len(p), nil
+}
 
 // writeTarget writes the file t names: a new file under a fresh random name
 // in the same directory, renamed over the target once complete. The old
 // file's inode is never written to or reused, and the new file is owned by
 // the agent (a file the host wrote never belongs to another user, who could
 // change it before the host uses it).
-func (s *Service) writeTarget(t *policy.Target, p protocol.FileWriteParams, raw []byte, enc string, perm os.FileMode) error {
+func (s *Service) writeTarget(t *policy.Target, p protocol.FileWriteParams, raw b64Content, enc string, perm os.FileMode) error {
 	if t.Name == "." {
 		return fmt.Errorf("%w (directory)", errNotRegular)
 	}
@@ -623,7 +849,7 @@ func (s *Service) writeTarget(t *policy.Target, p protocol.FileWriteParams, raw 
 		}
 	}()
 	if enc == protocol.EncodingBase64 {
-		_, err = decodeBase64(raw, math.MaxInt64, func(b []byte) error {
+		_, err = raw.decode(math.MaxInt64, func(b []byte) error {
 			_, err := f.Write(b)
 			return err
 		})

@@ -3,10 +3,16 @@
 package methods
 
 import (
+	"bufio"
 	"bytes"
+	"context"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
+	"io"
 	"io/fs"
+	"math/rand/v2"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -15,6 +21,7 @@ import (
 
 	"github.com/kvmmanager/guest-agent/agent/config"
 	"github.com/kvmmanager/guest-agent/agent/protocol"
+	"github.com/kvmmanager/guest-agent/agent/server"
 )
 
 // fileTree is a temporary layout with an allowed directory, an outside
@@ -460,3 +467,89 @@ func TestFileWriteThroughRootLink(t *testing.T) {
 
 // noReserve is a memory budget without bound.
 func noReserve(int64) error { return nil }
+
+// TestFileWriteSpooled sends file_writes longer than the server's read
+// buffer through a server that spools their content (as the agent does):
+// the file gets exactly the content whatever the member order or encoding,
+// and bad content found in the middle of the stream is a clear error that
+// leaves the old file as it was and no temporary or spool file behind.
+func TestFileWriteSpooled(t *testing.T) {
+	ft := newFileTree(t)
+	s := ft.service(t, nil)
+	spoolDir := t.TempDir()
+	srv := server.New(s.Handlers(), server.Options{Spooled: s.SpooledMethods(), SpoolDir: spoolDir})
+	data := make([]byte, 3*240000) // no padding: repeated, still base64
+	rand.NewChaCha8([32]byte{5}).Read(data)
+	b64 := base64.StdEncoding.EncodeToString(data)
+	text := strings.Repeat("héllo wörld ", 60<<10)
+	path := filepath.Join(ft.allowed, "spooled")
+	bad := []byte(b64)
+	bad[len(bad)/2] = '*'
+	midPad := base64.StdEncoding.EncodeToString(data[:300<<10+1]) + b64
+	req := func(params string) string {
+		return `{"jsonrpc":"2.0","method":"file_write","params":` + params + `,"id":7}`
+	}
+	tests := []struct {
+		name   string
+		line   string
+		want   []byte // nil: an error with code, the old file kept
+		code   int
+		inText string
+	}{
+		{"base64, content last", req(`{"path":"` + path + `","encoding":"base64","content":"` + b64 + `"}`), data, 0, ""},
+		{"base64, content first", req(`{"content":"` + b64 + `","path":"` + path + `","encoding":"base64"}`), data, 0, ""},
+		{"base64 with escaped slashes", req(`{"path":"` + path + `","content":"` + strings.ReplaceAll(b64, "/", `\/`) + `","encoding":"base64"}`), data, 0, ""},
+		{"utf8 text", req(`{"path":"` + path + `","content":"` + text + `"}`), []byte(text), 0, ""},
+		{"utf8 text with escapes", req(`{"path":"` + path + `","content":"\u0041` + text + `"}`), []byte("A" + text), 0, ""},
+		{"a bad byte in the middle", req(`{"path":"` + path + `","encoding":"base64","content":"` + string(bad) + `"}`), nil, protocol.CodeInvalidParams, "base64"},
+		{"padding in the middle", req(`{"path":"` + path + `","encoding":"base64","content":"` + midPad + `"}`), nil, protocol.CodeInvalidParams, "base64"},
+		{"invalid UTF-8 text", req(`{"path":"` + path + `","content":"` + text + "\xc3\x28" + `"}`), nil, protocol.CodeInvalidParams, "UTF-8"},
+		{"content twice", req(`{"path":"` + path + `","encoding":"base64","content":"` + b64 + `","content":"YQ=="}`), nil, protocol.CodeInvalidParams, "twice"},
+		{"over max_file_size_bytes", req(`{"path":"` + path + `","encoding":"base64","content":"` + strings.Repeat(b64, 16) + `"}`), nil, protocol.CodePermissionDenied, "max_file_size_bytes"},
+		{"broken JSON after the content", req(`{"path":"` + path + `","encoding":"base64","content":"` + b64 + `",}`), nil, protocol.CodeParseError, "JSON"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			mustWrite(t, path, "old\n", 0o644)
+			a, b := net.Pipe()
+			done := make(chan error, 1)
+			go func() { done <- srv.ServeConn(context.Background(), b); b.Close() }()
+			go io.WriteString(a, tt.line+"\n")
+			line, err := bufio.NewReader(a).ReadBytes('\n')
+			if err != nil {
+				t.Fatal(err)
+			}
+			a.Close()
+			<-done
+			var resp struct {
+				Result *protocol.FileWriteResult
+				Error  *protocol.Error
+			}
+			if err := json.Unmarshal(line, &resp); err != nil {
+				t.Fatalf("reply %.300s: %v", line, err)
+			}
+			got, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tt.want == nil {
+				if resp.Error == nil || resp.Error.Code != tt.code || !strings.Contains(resp.Error.Message, tt.inText) {
+					t.Fatalf("reply %.300s, want error %d mentioning %q", line, tt.code, tt.inText)
+				}
+				if string(got) != "old\n" {
+					t.Fatalf("the old file changed: %.40q", got)
+				}
+			} else if resp.Error != nil || !bytes.Equal(got, tt.want) || resp.Result.BytesWritten != int64(len(tt.want)) {
+				t.Fatalf("reply %.300s; file %d bytes, want %d", line, len(got), len(tt.want))
+			}
+			for _, d := range []string{ft.allowed, spoolDir} {
+				ents, _ := os.ReadDir(d)
+				for _, e := range ents {
+					if strings.Contains(e.Name(), "kvmmanager") {
+						t.Errorf("left behind: %s", filepath.Join(d, e.Name()))
+					}
+				}
+			}
+		})
+	}
+}

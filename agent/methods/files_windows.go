@@ -199,6 +199,10 @@ func (s *Service) fileRead(_ context.Context, params json.RawMessage) (any, erro
 
 // file_write: decode and size-check the content, check the path, then write
 // a temporary file in the checked directory and move it over the target.
+// SpooledMethods is empty on Windows: file_write takes its content from
+// the request line (server.Options.Spooled).
+func (s *Service) SpooledMethods() map[string]bool { return nil }
+
 func (s *Service) fileWrite(_ context.Context, params json.RawMessage) (any, error) {
 	var p protocol.FileWriteParams
 	raw, err := decodeWriteParams(params, &p, &p.Content)

@@ -132,21 +132,27 @@ func (s *Service) SSHAuthorizedKeys(username string) ([]string, error) {
 	return out, nil
 }
 
+// sshKeysAccount checks a request to change a user's authorized keys:
+// allow_account_changes, the user name and the keys; it returns the user.
+func (s *Service) sshKeysAccount(username string, keys []string) (account, error) {
+	if err := s.accountChangesAllowed(); err != nil {
+		return account{}, err
+	}
+	if err := checkUsername(username); err != nil {
+		return account{}, err
+	}
+	if err := checkSSHKeys(keys); err != nil {
+		return account{}, err
+	}
+	return s.lookupUser(username)
+}
+
 // SSHAddAuthorizedKeys appends the keys missing from the user's
 // ~/.ssh/authorized_keys (reset: replaces the file's content with keys),
 // creating ~/.ssh (0700) and the file (0600) owned by the user. Needs
 // allow_account_changes.
 func (s *Service) SSHAddAuthorizedKeys(username string, keys []string, reset bool) error {
-	if err := s.accountChangesAllowed(); err != nil {
-		return err
-	}
-	if err := checkUsername(username); err != nil {
-		return err
-	}
-	if err := checkSSHKeys(keys); err != nil {
-		return err
-	}
-	acct, err := s.lookupUser(username)
+	acct, err := s.sshKeysAccount(username, keys)
 	if err != nil {
 		return err
 	}
@@ -183,16 +189,7 @@ func (s *Service) SSHAddAuthorizedKeys(username string, keys []string, reset boo
 // ~/.ssh/authorized_keys; keys that are not there, or no file, are no
 // error. Needs allow_account_changes.
 func (s *Service) SSHRemoveAuthorizedKeys(username string, keys []string) error {
-	if err := s.accountChangesAllowed(); err != nil {
-		return err
-	}
-	if err := checkUsername(username); err != nil {
-		return err
-	}
-	if err := checkSSHKeys(keys); err != nil {
-		return err
-	}
-	acct, err := s.lookupUser(username)
+	acct, err := s.sshKeysAccount(username, keys)
 	if err != nil {
 		return err
 	}

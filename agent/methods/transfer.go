@@ -67,12 +67,12 @@ type uploadTable struct {
 	m  map[string]*upload
 }
 
-func (s *Service) fileWriteChunk(p protocol.FileWriteParams, raw []byte, enc string, perm os.FileMode) (any, error) {
+func (s *Service) fileWriteChunk(p protocol.FileWriteParams, raw b64Content, enc string, perm os.FileMode) (any, error) {
 	s.sweepUploads()
 	content := func(f *os.File, at int64) (int64, error) {
 		w := &offsetWriter{f: f, off: at}
 		if enc == protocol.EncodingBase64 {
-			return decodeBase64(raw, math.MaxInt64, func(b []byte) error {
+			return raw.decode(math.MaxInt64, func(b []byte) error {
 				_, err := w.Write(b)
 				return err
 			})

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"bytes"
 	"sync"
 
 	"github.com/kvmmanager/guest-agent/agent/protocol"
@@ -105,6 +106,9 @@ func (b *batch) add(id []byte, perr *protocol.Error) {
 // by a short error too.
 func (b *batch) finish(cl *call, result any, perr *protocol.Error) {
 	var p bpart
+	if sr, ok := result.(StreamResult); ok {
+		result, perr = b.materialize(sr, perr, cl.notify)
+	}
 	if !cl.notify {
 		p.buf = getBuf()
 		if raw, ok := result.(RawResult); ok && perr == nil && len(raw) > rawResultInline {
@@ -199,4 +203,32 @@ func (b *batch) done() {
 	for _, cl := range b.calls {
 		cl.runHooks()
 	}
+}
+
+// materialize encodes a streamed result into memory for the batch's reply,
+// its size taken from the batch's hold first (at once or not at all).
+func (b *batch) materialize(sr StreamResult, perr *protocol.Error, notify bool) (any, *protocol.Error) {
+	defer sr.Close()
+	if notify || perr != nil {
+		return nil, perr
+	}
+	// One that cannot fit in the batch reply is not encoded at all; like
+	// an encoded reply, one that finds no room at once is refused.
+	n := sr.EncodedLen()
+	b.mu.Lock()
+	over, limit := int64(b.size)+n > int64(b.c.s.maxLine), b.c.s.maxLine
+	b.mu.Unlock()
+	if over {
+		return nil, protocol.Errorf(protocol.CodeInvalidRequest,
+			"invalid request: its reply (%d bytes) does not fit in the batch reply limit of %d bytes; "+
+				"the request ran, send it on its own to get its reply", n, limit)
+	}
+	if !b.hold.TryTake(n) {
+		return nil, budgetProtocolError(&BudgetError{Need: n, Limit: b.c.s.budget.Limit()})
+	}
+	buf := bytes.NewBuffer(make([]byte, 0, n))
+	if err := sr.WriteJSON(buf); err != nil {
+		return nil, asProtocolError(err)
+	}
+	return RawResult(buf.Bytes()), nil
 }

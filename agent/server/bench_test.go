@@ -31,7 +31,7 @@ func (r *repeater) Read(p []byte) (int, error) {
 }
 
 func BenchmarkLineReader(b *testing.B) {
-	lr := newLineReader(&repeater{line: []byte(pingLine)}, LineLimit(DefaultMaxFileSize))
+	lr := newLineReader(&repeater{line: []byte(pingLine)}, protocol.LineLimit(protocol.DefaultMaxFileSize))
 	b.SetBytes(int64(len(pingLine)))
 	b.ReportAllocs()
 	for b.Loop() {

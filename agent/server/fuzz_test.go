@@ -138,3 +138,64 @@ func FuzzServeConn(f *testing.F) {
 		}
 	})
 }
+
+// FuzzLineReaderSpool: with spooling on and a 16-byte read buffer (so that
+// most lines outgrow it), every line, its spooled string put back, is the
+// line the reader returns without spooling, and the same lines are
+// oversize.
+func FuzzLineReaderSpool(f *testing.F) {
+	for _, s := range []string{
+		`{"params":{"path":"/x","content":"QUJDQUJDQUJDQUJD"},"id":1}` + "\n" + `{"params":{"content":"a\"b"}}`,
+		`{"params":{"content":"QUJD` + "\xff" + `{"params":{"content":"x"}}` + "\n",
+		`}]["params":{"content":"` + "\n" + `{"content":"x"}`,
+		`{"params":{"content":"abcdefghijklmnopqrstuvwxyz` + "\r\n",
+	} {
+		f.Add([]byte(s), uint8(60))
+	}
+	f.Fuzz(func(t *testing.T, in []byte, max8 uint8) {
+		max := int(max8%128) + 1
+		read := func(spool bool) []string {
+			lr := newLineReaderSize(bytes.NewReader(in), max, 16)
+			lr.spoolOn, lr.spoolDir = spool, t.TempDir()
+			defer lr.close()
+			var lines []string
+			for {
+				line, kind, err := lr.next()
+				if err != nil {
+					if !errors.Is(err, io.EOF) {
+						t.Fatalf("next: %v", err)
+					}
+					return lines
+				}
+				if kind == lineOversize {
+					lines = append(lines, "<oversize>")
+					continue
+				}
+				got := string(line)
+				if sp, at := lr.takeSpool(); sp != nil {
+					text, err := sp.bytes()
+					sp.Close()
+					if err != nil {
+						t.Fatal(err)
+					}
+					got = got[:at] + string(text) + got[at:]
+					if sp.bad {
+						// A parse error either way (the CR before
+						// the newline may be in the spool).
+						got = "<invalid>"
+					}
+				}
+				lines = append(lines, got)
+			}
+		}
+		plain, spooled := read(false), read(true)
+		for i, l := range plain {
+			if i < len(spooled) && spooled[i] == "<invalid>" && !json.Valid([]byte(l)) {
+				plain[i] = "<invalid>"
+			}
+		}
+		if !slices.Equal(plain, spooled) {
+			t.Fatalf("spooled lines %q, want %q", spooled, plain)
+		}
+	})
+}

@@ -44,22 +44,44 @@ type lineReader struct {
 	budget  *Budget
 	stop    <-chan struct{} // ends a wait for the budget
 	charged int64           // bytes of scratch taken from budget
+
+	lineLen int // bytes of the current line so far, spooled ones included
+
+	// Spooling (spool.go), when spoolOn: a line longer than the read
+	// buffer is scanned as it streams in, and its params.content string
+	// goes to sp instead of scratch.
+	spoolOn  bool
+	spoolDir string
+	scan     spoolScan
+	sp       *Spool
+	spoolAt  int // where in scratch the spooled text belongs
+	keepFn   func([]byte) error
+	spoolFn  func([]byte) error
+	startFn  func() bool
 }
 
 func newLineReader(r io.Reader, max int) *lineReader {
-	return &lineReader{br: bufio.NewReaderSize(r, readBufferSize), max: max}
+	return newLineReaderSize(r, max, readBufferSize)
+}
+
+// newLineReaderSize is newLineReader with a read buffer of size bytes
+// (tests make lines longer than it cheaply).
+func newLineReaderSize(r io.Reader, max, size int) *lineReader {
+	lr := &lineReader{br: bufio.NewReaderSize(r, size), max: max}
+	lr.keepFn, lr.spoolFn, lr.startFn = lr.keep, lr.spoolBytes, lr.startSpool
+	return lr
 }
 
 // next returns the next line without its '\n' (and without a '\r' before
 // it). At end of input a final unterminated line is returned as a line; after
 // it, next returns the reader's error (io.EOF at a clean end).
 func (lr *lineReader) next() ([]byte, lineKind, error) {
-	lr.scratch = lr.scratch[:0]
+	lr.newLine()
 	for {
 		chunk, err := lr.br.ReadSlice('\n')
 		if i := bytes.LastIndexByte(chunk, protocol.ResyncByte); i >= 0 {
 			// Resync: whatever came before the 0xFF is not a line.
-			lr.scratch = lr.scratch[:0]
+			lr.newLine()
 			lr.discarding = false
 			chunk = chunk[i+1:]
 		}
@@ -71,25 +93,24 @@ func (lr *lineReader) next() ([]byte, lineKind, error) {
 		case lr.discarding:
 			if complete {
 				lr.discarding = false
-				lr.scratch = lr.scratch[:0]
+				lr.newLine()
 				continue
 			}
-		case len(lr.scratch)+len(chunk) > lr.max:
+		case lr.lineLen+len(chunk) > lr.max:
 			// Report it now, however long the rest is; skip the rest
 			// on the following calls.
-			lr.scratch = lr.scratch[:0]
+			lr.newLine()
 			lr.discarding = !complete
 			return nil, lineOversize, nil
-		case complete && len(lr.scratch) == 0:
+		case complete && lr.lineLen == 0:
 			return trimCR(chunk), lineComplete, nil // still in the read buffer: no copy
 		default:
-			if gerr := lr.grow(len(chunk)); gerr != nil {
-				lr.scratch = lr.scratch[:0]
+			if gerr := lr.appendChunk(chunk); gerr != nil {
+				lr.newLine()
 				lr.release()
 				lr.discarding = !complete
 				return nil, lineRefused, gerr
 			}
-			lr.scratch = append(lr.scratch, chunk...)
 			if complete {
 				return trimCR(lr.scratch), lineComplete, nil
 			}
@@ -145,10 +166,83 @@ func (lr *lineReader) grow(n int) error {
 	return nil
 }
 
+// newLine forgets the line in progress: its bytes, its scan and a spool
+// not handed out.
+func (lr *lineReader) newLine() {
+	lr.scratch = lr.scratch[:0]
+	lr.lineLen = 0
+	if lr.sp != nil {
+		lr.sp.Close()
+		lr.sp = nil
+	}
+	if lr.spoolOn {
+		lr.scan = spoolScan{}
+	}
+}
+
+// appendChunk adds the next bytes of a line that did not fit in the read
+// buffer: to scratch, or, for the content string when spooling, to the
+// spool.
+func (lr *lineReader) appendChunk(chunk []byte) error {
+	lr.lineLen += len(chunk)
+	if !lr.spoolOn {
+		return lr.keep(chunk)
+	}
+	return lr.scan.feed(chunk, lr.keepFn, lr.spoolFn, lr.startFn)
+}
+
+// keep appends b to scratch.
+func (lr *lineReader) keep(b []byte) error {
+	if err := lr.grow(len(b)); err != nil {
+		return err
+	}
+	lr.scratch = append(lr.scratch, b...)
+	return nil
+}
+
+// startSpool creates the spool for the content string that starts here;
+// without one (no room on disk, no directory) the string is kept in
+// scratch as any other.
+func (lr *lineReader) startSpool() bool {
+	f, err := createSpoolFile(lr.spoolDir)
+	if err != nil {
+		return false
+	}
+	lr.sp = &Spool{f: f}
+	lr.spoolAt = len(lr.scratch)
+	return true
+}
+
+// spoolBytes writes bytes of the content string to the spool.
+func (lr *lineReader) spoolBytes(b []byte) error {
+	if hasControl(b) {
+		lr.sp.bad = true
+	}
+	return lr.sp.write(b)
+}
+
+// takeSpool hands over the spool of the line just returned (nil if none)
+// and where in the line its text belongs.
+func (lr *lineReader) takeSpool() (*Spool, int) {
+	sp := lr.sp
+	if sp != nil {
+		sp.escaped = lr.scan.escaped
+		if lr.scan.spooling {
+			sp.bad = true // the line ended inside the string
+		}
+		lr.sp = nil
+	}
+	return sp, lr.spoolAt
+}
+
 // release drops a scratch buffer that grew large for one long line, so that
 // its memory goes back to the heap (and the budget) instead of staying with
 // an idle connection.
 func (lr *lineReader) release() {
+	if lr.sp != nil {
+		lr.sp.Close()
+		lr.sp = nil
+	}
 	if cap(lr.scratch) > readBufferSize {
 		lr.scratch = nil
 		lr.budget.Free(lr.charged)
@@ -158,6 +252,10 @@ func (lr *lineReader) release() {
 
 // close gives back what the scratch buffer holds of the budget.
 func (lr *lineReader) close() {
+	if lr.sp != nil {
+		lr.sp.Close()
+		lr.sp = nil
+	}
 	lr.scratch = nil
 	lr.budget.Free(lr.charged)
 	lr.charged = 0

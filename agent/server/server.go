@@ -36,25 +36,7 @@ type Handler func(ctx context.Context, params json.RawMessage) (any, error)
 const (
 	DefaultMaxConcurrent = 10
 	DefaultDrainTimeout  = 5 * time.Second
-	// DefaultMaxFileSize is the max_file_size_bytes the default line limit
-	// is computed from.
-	DefaultMaxFileSize = 10 << 20
 )
-
-// lineOverhead is what a line may hold beyond a file's encoded content: the
-// JSON-RPC envelope, the path (up to PATH_MAX, escaped) and the other params.
-const lineOverhead = 64 << 10
-
-// LineLimit returns the longest request line accepted when files may be
-// maxFileSize bytes: room for a file_write of that size in base64
-// (4*ceil(n/3) bytes), one sixth more for utf8 content with JSON escapes,
-// and 64 KiB for the rest of the request.
-func LineLimit(maxFileSize int64) int {
-	if maxFileSize < 0 {
-		maxFileSize = 0
-	}
-	return int(4*((maxFileSize+2)/3) + maxFileSize/6 + lineOverhead)
-}
 
 // Options configure a Server. Zero values mean the defaults.
 type Options struct {
@@ -65,7 +47,7 @@ type Options struct {
 	// reading that connection until a request finishes.
 	MaxConcurrent int
 	// MaxLineBytes is the longest request line; default
-	// LineLimit(DefaultMaxFileSize).
+	// protocol.LineLimit(protocol.DefaultMaxFileSize).
 	MaxLineBytes int
 	// DrainTimeout is how long ServeConn lets running requests finish after
 	// its context is cancelled before cancelling them.
@@ -82,6 +64,15 @@ type Options struct {
 	// of the server's connections (config max_memory_bytes); nil is
 	// unbounded. See Budget for what is counted.
 	Budget *Budget
+	// Spooled names the methods that take the string value of their
+	// params' "content" member from SpooledContent when the request line
+	// was longer than the read buffer (file_write): the server writes it
+	// to an unnamed file in SpoolDir as the line streams in instead of
+	// holding it in memory. See spool.go.
+	Spooled map[string]bool
+	// SpoolDir is where spools are created; "" is /var/tmp on Linux and
+	// the system's temporary directory elsewhere.
+	SpoolDir string
 }
 
 // Server dispatches requests to handlers. It is safe for concurrent use by
@@ -93,12 +84,15 @@ type Server struct {
 	maxLine  int
 	drain    time.Duration
 	budget   *Budget
+	spoolOn  bool
+	spoolDir string
 }
 
 type entry struct {
-	name   string
-	h      Handler
-	inline bool // answered on the reading goroutine (Options.Inline)
+	name    string
+	h       Handler
+	inline  bool // answered on the reading goroutine (Options.Inline)
+	spooled bool // takes its content from SpooledContent (Options.Spooled)
 }
 
 // New returns a server for the given methods.
@@ -110,9 +104,12 @@ func New(handlers map[string]Handler, opts Options) *Server {
 		maxLine:  opts.MaxLineBytes,
 		drain:    opts.DrainTimeout,
 		budget:   opts.Budget,
+		spoolDir: opts.SpoolDir,
 	}
 	for name, h := range handlers {
-		s.handlers[name] = &entry{name: name, h: h, inline: opts.Inline[name]}
+		e := &entry{name: name, h: h, inline: opts.Inline[name], spooled: opts.Spooled[name]}
+		s.handlers[name] = e
+		s.spoolOn = s.spoolOn || e.spooled
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
@@ -121,7 +118,7 @@ func New(handlers map[string]Handler, opts Options) *Server {
 		s.maxConc = DefaultMaxConcurrent
 	}
 	if s.maxLine <= 0 {
-		s.maxLine = LineLimit(DefaultMaxFileSize)
+		s.maxLine = protocol.LineLimit(protocol.DefaultMaxFileSize)
 	}
 	if s.drain <= 0 {
 		s.drain = DefaultDrainTimeout
@@ -295,6 +292,7 @@ func (c *conn) result(readErr error) error {
 func (c *conn) readLoop() error {
 	lr := newLineReader(c.rw, c.s.maxLine)
 	lr.budget, lr.stop = c.s.budget, c.stop
+	lr.spoolOn, lr.spoolDir = c.s.spoolOn, c.s.spoolDir
 	c.out = getBuf()
 	defer func() {
 		lr.close()
@@ -327,7 +325,7 @@ func (c *conn) readLoop() error {
 			if errors.Is(err, errStopped) {
 				return nil
 			}
-			c.s.log.Warn("request line refused: memory budget", "err", err)
+			c.s.log.Warn("request line refused (memory budget, or its content could not be spooled)", "err", err)
 			c.reply(nil, budgetProtocolError(err))
 			continue
 		}
@@ -338,11 +336,18 @@ func (c *conn) readLoop() error {
 
 // handleLine answers or dispatches one line.
 func (c *conn) handleLine(line []byte, lr *lineReader) {
+	sp, at := lr.takeSpool()
+	lead := 0
+	for lead < len(line) && isSpace(line[lead]) {
+		lead++
+	}
 	line = trimSpace(line)
+	at -= lead
 	if len(line) == 0 {
 		return // blank lines are keep-alives
 	}
-	if !json.Valid(line) {
+	if !json.Valid(line) || (sp != nil && sp.bad) {
+		sp.Close()
 		c.reply(nil, protocol.Errorf(protocol.CodeParseError, "parse error: the line is not valid JSON"))
 		return
 	}
@@ -354,9 +359,13 @@ func (c *conn) handleLine(line []byte, lr *lineReader) {
 		hold = c.s.budget.Adopt(lr.detach())
 		owned = true
 	}
+	if sp != nil && line[0] != '{' {
+		sp.Close() // only an object's params are spooled
+		sp = nil
+	}
 	switch line[0] {
 	case '{':
-		c.single(line, owned, hold)
+		c.single(line, owned, hold, sp, at)
 	case '[':
 		c.batch(line, owned, hold)
 	default:
@@ -375,6 +384,7 @@ type call struct {
 	b      *batch // nil unless part of a batch
 	part   int    // index in b.parts
 	hold   *Hold  // its memory budget: the line it came in, what its handler reserved
+	spool  *Spool // its params.content, taken out of the line (nil if not)
 
 	mu    sync.Mutex
 	done  bool // response written (or dropped)
@@ -423,28 +433,64 @@ func (c *conn) prepare(obj []byte, owned bool) (cl *call, id []byte, perr *proto
 	return cl, nil, nil
 }
 
-func (c *conn) single(obj []byte, owned bool, hold *Hold) {
+// single answers or starts one request object. sp, when not nil, is its
+// params.content string, spooled while the line came in; at is where its
+// text belongs in obj.
+func (c *conn) single(obj []byte, owned bool, hold *Hold, sp *Spool, at int) {
 	cl, id, perr := c.prepare(obj, owned)
 	if cl == nil {
 		hold.Release() // the line is not kept
+		sp.Close()
 	}
 	switch {
 	case perr != nil:
 		c.reply(id, perr)
+	case cl != nil && sp != nil && !cl.e.spooled:
+		// A method that takes its params whole: rebuild the line.
+		hold.Release()
+		full, fhold, err := c.unspool(obj, sp, at)
+		sp.Close()
+		if err != nil {
+			c.reply(cl.id, budgetProtocolError(err))
+			return
+		}
+		c.single(full, true, fhold, nil, 0)
 	case cl != nil:
 		if hold == nil {
 			hold = c.s.budget.NewHold()
 		}
 		cl.hold = hold
-		cl.big = len(obj) > bigRequest
-		if cl.e.inline && c.w.room(c.out.Len()) {
+		cl.spool = sp
+		cl.big = int64(len(obj))+sp.size() > bigRequest
+		if cl.e.inline && sp == nil && c.w.room(c.out.Len()) {
 			c.runInline(cl)
 			return
 		}
 		if !c.start(cl) {
 			hold.Release()
+			sp.Close()
 		}
 	}
+}
+
+// unspool rebuilds in memory the line a spool was taken out of, its size
+// taken from the budget's share of request input.
+func (c *conn) unspool(obj []byte, sp *Spool, at int) ([]byte, *Hold, error) {
+	n := int64(len(obj)) + sp.n
+	if err := c.s.budget.Acquire(c.stop, n); err != nil {
+		return nil, nil, err
+	}
+	hold := c.s.budget.Adopt(n)
+	text, err := sp.bytes()
+	if err != nil {
+		hold.Release()
+		return nil, nil, err
+	}
+	full := make([]byte, 0, n)
+	full = append(full, obj[:at]...)
+	full = append(full, text...)
+	full = append(full, obj[at:]...)
+	return full, hold, nil
 }
 
 // runInline handles a call of a method that never blocks on the read loop's
@@ -504,7 +550,11 @@ func (cl *call) run() {
 	defer func() { <-c.sem }()
 	ctx := context.WithValue(c.hctx, afterKey{}, cl)
 	ctx = WithHold(ctx, cl.hold)
+	if cl.spool != nil {
+		ctx = WithSpool(ctx, cl.spool)
+	}
 	result, err := cl.invoke(ctx)
+	cl.spool.Close()
 	perr := asProtocolError(err)
 	if cl.b != nil {
 		cl.b.finish(cl, result, perr)
@@ -512,7 +562,17 @@ func (cl *call) run() {
 	}
 	defer cl.hold.Release()
 	big := cl.big
-	if raw, ok := result.(RawResult); ok && !cl.notify && perr == nil && len(raw) > rawResultInline {
+	sr, stream := result.(StreamResult)
+	if stream {
+		defer sr.Close()
+	}
+	if stream && !cl.notify && perr == nil {
+		head, tail := responseParts(cl.id)
+		if err := c.w.writeStream(head, sr, tail); err != nil {
+			c.s.log.Error("reply cut short: its result failed while it was written", "method", cl.e.name, "id", string(cl.id), "err", err)
+		}
+		big = true
+	} else if raw, ok := result.(RawResult); ok && !cl.notify && perr == nil && len(raw) > rawResultInline {
 		head, tail := responseParts(cl.id)
 		c.write(head, raw, tail)
 		big = big || len(raw) > bigRequest

@@ -76,31 +76,22 @@ func newFDPort(fd int) (*fdPort, error) {
 	return p, nil
 }
 
-func (p *fdPort) Read(b []byte) (int, error) {
-	for {
-		n, err := unix.Read(p.fd, b)
-		switch {
-		case err == unix.EINTR:
-			continue
-		case err == unix.EAGAIN:
-			return 0, errWouldBlock
-		case err != nil:
-			return 0, fmt.Errorf("read port: %w", err)
-		}
-		return n, nil
-	}
-}
+func (p *fdPort) Read(b []byte) (int, error)  { return p.transfer("read", unix.Read, b) }
+func (p *fdPort) Write(b []byte) (int, error) { return p.transfer("write", unix.Write, b) }
 
-func (p *fdPort) Write(b []byte) (int, error) {
+// transfer is one read or write (call) of b on the port: retried on EINTR,
+// errWouldBlock when the port is not ready (EAGAIN), other errors named
+// with op.
+func (p *fdPort) transfer(op string, call func(fd int, b []byte) (int, error), b []byte) (int, error) {
 	for {
-		n, err := unix.Write(p.fd, b)
+		n, err := call(p.fd, b)
 		switch {
 		case err == unix.EINTR:
 			continue
 		case err == unix.EAGAIN:
 			return 0, errWouldBlock
 		case err != nil:
-			return 0, fmt.Errorf("write port: %w", err)
+			return 0, fmt.Errorf("%s port: %w", op, err)
 		}
 		return n, nil
 	}

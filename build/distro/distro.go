@@ -66,6 +66,11 @@ type Spec struct {
 	// replaces whatever the packages put there (a symlink such as
 	// /etc/os-release is replaced, not followed). Part of the cache key.
 	Files []File `json:",omitempty"`
+	// RPMProvides, when set, are capabilities (such as /bin/sh) the image's
+	// rpm database records as provided by an empty package, as the base
+	// packages of a real rpm system do; needs rpm on the host. Part of the
+	// cache key.
+	RPMProvides []string `json:",omitempty"`
 }
 
 // File is an extra file of a Spec.
@@ -171,7 +176,10 @@ var Rocky9RPM = Spec{
 		{"etc/system-release", 0o644, "Rocky Linux release 9.4 (Blue Onyx)\n"},
 		{"etc/rpm/macros.kvmtest-dbpath", 0o644, "# build/distro: the rpm database where Rocky keeps it.\n%_dbpath /var/lib/rpm\n"},
 	},
-	SizeMiB: 1536,
+	// The agent's rpm requires /bin/sh for its scriptlets, which Rocky's bash
+	// provides; here dash is the shell and rpm does not know it.
+	RPMProvides: []string{"/bin/sh"},
+	SizeMiB:     1536,
 }
 
 // Specs are every test image, in the order the tests start building them.

@@ -15,6 +15,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+
+	"github.com/kvmmanager/guest-agent/build/filelock"
 )
 
 // bakeVersion changes whenever Build's baking logic changes in a way the
@@ -81,7 +83,7 @@ func Build(ctx context.Context, spec Spec, cacheDir string, log io.Writer) (*Ima
 	if err := os.MkdirAll(cacheDir, 0o755); err != nil {
 		return nil, fmt.Errorf("create image cache %s: %w", cacheDir, err)
 	}
-	unlock, err := lockFile(filepath.Join(cacheDir, spec.Name+".lock"))
+	unlock, err := filelock.Lock(filepath.Join(cacheDir, spec.Name+".lock"))
 	if err != nil {
 		return nil, err
 	}
@@ -144,6 +146,11 @@ func build(ctx context.Context, spec Spec, dir string, log io.Writer) error {
 	}
 	if err := bake(tree, spec); err != nil {
 		return err
+	}
+	if len(spec.RPMProvides) > 0 {
+		if err := RecordRPMProvides(ctx, log, tree, rpmDBPath, spec.RPMProvides); err != nil {
+			return fmt.Errorf("image %s: %w", spec.Name, err)
+		}
 	}
 	for name, pattern := range map[string]string{kernelName: "vmlinuz-*", initrdName: "initrd.img-*"} {
 		src, err := single(filepath.Join(tree, "boot", pattern))

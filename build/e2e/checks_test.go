@@ -365,7 +365,11 @@ func checkIdleCPU(ctx context.Context, t *testing.T, m *machine) {
 	snap := func(n int) string {
 		return fmt.Sprintf("for d in /proc/%d/task/*; do echo \"${d##*/} $(cat $d/schedstat)\"; done >/tmp/idle.%d", pid, n)
 	}
-	script := ": >/tmp/idle.go; sleep 1; " + snap(0) + "; sleep 3; " + snap(1)
+	// The shell says on the serial console when the window has ended, so
+	// the host, which must stay away until then, knows without asking the
+	// agent (under load the shell takes longer than its sleeps).
+	done := fmt.Sprintf("kvmtest: idle window %d done", time.Now().UnixNano())
+	script := ": >/tmp/idle.go; sleep 1; " + snap(0) + "; sleep 3; " + snap(1) + "; echo '" + done + "' >/dev/console"
 	exec(ctx, t, m, "rm", "-f", "/tmp/idle.go", "/tmp/idle.0", "/tmp/idle.1")
 	observer := make(chan struct{})
 	go func() {
@@ -384,7 +388,16 @@ func checkIdleCPU(ctx context.Context, t *testing.T, m *machine) {
 	m.client.Close()
 	// The observer's call ends with the connection; its command goes on.
 	<-observer
-	time.Sleep(5500 * time.Millisecond) // the window, with a margin for TCG
+	for {
+		if b, err := os.ReadFile(m.vm.ConsoleLog()); err == nil && strings.Contains(string(b), done) {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("the guest's shell never said %q on the console", done)
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
 	var err error
 	if m.client, err = client.Dial(ctx, m.socket); err != nil {
 		t.Fatal(err)

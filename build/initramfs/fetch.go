@@ -50,6 +50,9 @@ func DefaultCacheDir() (string, error) {
 // apt-get download if that version is not cached yet.
 func FetchKernel(ctx context.Context, cacheDir, arch string) (*Kernel, error) {
 	meta := "linux-image-cloud-" + arch + ":" + arch
+	if err := checkArch(ctx, arch); err != nil {
+		return nil, fmt.Errorf("resolve %s: %w", meta, err)
+	}
 	out, err := run(ctx, "", "apt-cache", "depends", "--no-recommends", "--no-suggests", meta)
 	if err != nil {
 		return nil, fmt.Errorf("resolve %s: %w (%w; run: %s)", meta, err, ErrNoPackage, AptSetup(arch))
@@ -98,11 +101,38 @@ func FetchBusybox(ctx context.Context, cacheDir, arch string) (string, error) {
 	return p, nil
 }
 
+// checkArch fails, wrapping ErrNoPackage and naming AptSetup, when dpkg
+// is there but arch is neither its native nor a foreign architecture: apt
+// then knows no package of arch, and dpkg says so in milliseconds where
+// apt-cache takes seconds. Without dpkg it leaves the judgement to apt.
+func checkArch(ctx context.Context, arch string) error {
+	native, err := run(ctx, "", "dpkg", "--print-architecture")
+	if errors.Is(err, exec.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	foreign, err := run(ctx, "", "dpkg", "--print-foreign-architectures")
+	if err != nil {
+		return err
+	}
+	for _, a := range strings.Fields(native + " " + foreign) {
+		if a == arch {
+			return nil
+		}
+	}
+	return fmt.Errorf("dpkg architecture %s is not added (%w; run: %s)", arch, ErrNoPackage, AptSetup(arch))
+}
+
 // fetchPackage unpacks the candidate version of pkg:arch into
 // cacheDir/<pkg>_<version>_<arch> (downloading it only when that directory
 // is not complete yet) and returns that directory.
 func fetchPackage(ctx context.Context, cacheDir, pkg, arch string) (string, error) {
 	spec := pkg + ":" + arch
+	if err := checkArch(ctx, arch); err != nil {
+		return "", fmt.Errorf("fetch %s: %w", spec, err)
+	}
 	out, err := run(ctx, "", "apt-cache", "show", "--no-all-versions", spec)
 	if err != nil {
 		return "", fmt.Errorf("apt-cache show %s: %w (%w; run: %s)", spec, err, ErrNoPackage, AptSetup(arch))

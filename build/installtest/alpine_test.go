@@ -1,3 +1,5 @@
+//go:build vmtest
+
 package installtest
 
 import (
@@ -55,7 +57,9 @@ func apkPkgver(t *testing.T, p string) string {
 // shell and tools of Alpine), from a directory other than the disc, with and
 // without an apk on PATH. The fake apk answers only `apk info -v`, the one
 // apk command a dry run makes; busybox tar reads the version out of the
-// real .apk.
+// real .apk. It builds the real disc (every binary and package), so it has
+// the build tag vmtest like the chroot tests that share that disc: plain go
+// test skips it, go tool mage test runs it.
 func TestAlpineBusybox(t *testing.T) {
 	testenv.NeedCommands(t, "busybox")
 	disc := isoTree(t, newVersion)

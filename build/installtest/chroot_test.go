@@ -8,6 +8,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"os/exec"
@@ -17,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kvmmanager/guest-agent/build/distro"
 	"github.com/kvmmanager/guest-agent/build/testenv"
 )
 
@@ -223,6 +225,9 @@ func TestChrootPackages(t *testing.T) {
 		version         string // query printing the installed version, empty output when absent
 		fresh, again    string
 		afterRemove     string // query result after a plain uninstall
+		// rpmProvides are recorded in root's rpm database first, as a real
+		// rpm system's base packages provide them (the rpm requires /bin/sh).
+		rpmProvides []string
 	}{
 		{
 			name: "debian", installer: "bash /media/cdrom/install-debian.sh",
@@ -237,11 +242,18 @@ func TestChrootPackages(t *testing.T) {
 			fresh:       oldVersion,
 			again:       newVersion,
 			afterRemove: "",
+			rpmProvides: []string{"/bin/sh"},
 		},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			root := newChroot(t)
+			if len(c.rpmProvides) > 0 {
+				// Debian's rpm keeps root's database in ~/.rpmdb.
+				if err := distro.RecordRPMProvides(context.Background(), io.Discard, root, "/root/.rpmdb", c.rpmProvides); err != nil {
+					t.Fatal(err)
+				}
+			}
 			v1, v2 := isoTree(t, oldVersion), isoTree(t, newVersion)
 
 			out := must(t, root, v1, "cd /root && "+c.installer)

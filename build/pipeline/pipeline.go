@@ -49,6 +49,15 @@ type run struct {
 	// (the ISO's Windows agents) reuses it instead of checking and
 	// printing every binary again.
 	built *builtBinaries
+	// pkgs holds the first packages() result of this run, for the same
+	// reason: Release asks for the packages after the ISO has built them.
+	pkgs *builtPackages
+}
+
+type builtPackages struct {
+	pkgs   []packages.Package
+	agents map[string]string
+	key    string
 }
 
 type builtBinaries struct {
@@ -293,7 +302,21 @@ func binarySums(bins []binaries.Binary, sums map[string]string, name, goos strin
 	return out
 }
 
+// packages builds (or finds up to date) the .deb, .rpm and .apk of every
+// architecture, once per run, and returns them with the agents they hold and
+// their stamp key, which is what the ISO is built from.
 func (r *run) packages(ctx context.Context) ([]packages.Package, map[string]string, string, error) {
+	if r.pkgs != nil {
+		return r.pkgs.pkgs, r.pkgs.agents, r.pkgs.key, nil
+	}
+	pkgs, agents, key, err := r.buildPackages(ctx)
+	if err == nil {
+		r.pkgs = &builtPackages{pkgs: pkgs, agents: agents, key: key}
+	}
+	return pkgs, agents, key, err
+}
+
+func (r *run) buildPackages(ctx context.Context) ([]packages.Package, map[string]string, string, error) {
 	bins, sums, err := r.binaries(ctx)
 	if err != nil {
 		return nil, nil, "", err

@@ -234,9 +234,26 @@ func lineOf(log, substr string) string {
 
 func TestRelease(t *testing.T) {
 	dist := t.TempDir()
-	m, err := Release(context.Background(), Options{Root: repoRoot, Dist: dist, Version: "1.2.3"})
+	var log bytes.Buffer
+	m, err := Release(context.Background(), Options{Root: repoRoot, Dist: dist, Version: "1.2.3", Out: &log})
 	if err != nil {
 		t.Fatal(err)
+	}
+	// Each artifact is reported once, although the ISO, the binaries and the
+	// packages are all asked for by the release step.
+	seen := map[string]int{}
+	for _, line := range strings.Split(strings.TrimSpace(log.String()), "\n") {
+		if f := strings.Fields(line); len(f) > 0 && !strings.HasSuffix(f[0], ":") { // not "signing:" or "notice:"
+			seen[f[0]]++
+		}
+	}
+	if len(seen) == 0 {
+		t.Errorf("the release printed no artifact lines:\n%s", log.String())
+	}
+	for p, n := range seen {
+		if n != 1 {
+			t.Errorf("%s reported %d times, want once:\n%s", p, n, log.String())
+		}
 	}
 	cmds, err := binaries.Present(repoRoot, nil)
 	if err != nil {

@@ -82,16 +82,14 @@ func TestDnfInstallsFromRepo(t *testing.T) {
 		t.Fatal(err)
 	}
 	root := t.TempDir()
-	// The agent's rpm does not declare its scriptlets' /bin/sh (nfpm adds no
-	// Requires(post)), so the shell goes in first, in a transaction of its own.
-	if out, err := dnf(t, root, dir, "install", "test-shell"); err != nil {
-		t.Fatalf("dnf install test-shell: %v\n%s", err, out)
-	}
+	// The agent's rpm requires /bin/sh for its scriptlets: dnf pulls in the
+	// shell (test-shell provides it) and installs it first, in one transaction.
 	out, err := dnf(t, root, dir, "install", "kvmmanager-agent")
 	t.Logf("dnf install:\n%s", out)
 	if err != nil || strings.Contains(out, "scriptlet failed") {
 		t.Fatalf("dnf install: %v", err)
 	}
+	must(t, nil, "rpm", "--root", root, "-q", "test-shell") // pulled in by Requires: /bin/sh
 	q := must(t, nil, "rpm", "--root", root, "-q", "--qf", "%{VERSION} %{SIGPGP:pgpsig}\n", "kvmmanager-agent")
 	if !strings.HasPrefix(q, oldVersion+" ") || !strings.Contains(strings.ToLower(q), strings.ToLower(f.loaded.Fingerprint()[24:])) {
 		t.Errorf("installed: %s (want %s signed by %s)", q, oldVersion, f.loaded.Fingerprint())

@@ -27,6 +27,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+
+	"github.com/kvmmanager/guest-agent/build/filelock"
 )
 
 // CacheEnv overrides the cache directory of the Wine root.
@@ -97,7 +99,7 @@ func Build(ctx context.Context, cacheDir string, log io.Writer) (*Root, error) {
 	if err := os.MkdirAll(cacheDir, 0o755); err != nil {
 		return nil, fmt.Errorf("create wine cache %s: %w", cacheDir, err)
 	}
-	unlock, err := lockFile(filepath.Join(cacheDir, "build.lock"))
+	unlock, err := filelock.Lock(filepath.Join(cacheDir, "build.lock"))
 	if err != nil {
 		return nil, err
 	}

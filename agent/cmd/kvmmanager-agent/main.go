@@ -137,9 +137,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 		Logger:        log,
 		Budget:        budget,
 		MaxConcurrent: cfg.MaxConcurrentRequests,
-		MaxLineBytes:  server.LineLimit(cfg.MaxFileSizeBytes),
+		MaxLineBytes:  protocol.LineLimit(cfg.MaxFileSizeBytes),
 		// Handlers that never block: answered on the reading goroutine.
 		Inline: svc.NonBlocking(),
+		// file_write's content goes to disk as the line comes in.
+		Spooled: svc.SpooledMethods(),
 	})
 	dialect := newQGADialect(svc, cfg, log, budget) // nil where the QGA back end does not exist (Windows)
 	log.Info("kvmmanager-agent starting", "version", version.Version, "commit", version.Commit,

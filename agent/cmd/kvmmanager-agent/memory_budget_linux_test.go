@@ -39,10 +39,19 @@ const worstCaseOverhead = 32 << 20
 // the agent must still serve a maximum-size read and write (the budget was
 // given back); and its peak resident memory (VmHWM) must stay under the
 // documented worst case, max_memory_bytes + 32 MiB.
+//
+// Its subtests hold the budget the same way under the loads spooling and
+// streaming serve (memory_spool_linux_test.go).
 func TestMemoryBudgetHolds(t *testing.T) {
 	if testing.Short() {
-		t.Skip("drives ~200 MB of traffic through the agent")
+		t.Skip("drives ~500 MB of traffic through the agent")
 	}
+	t.Run("mixed load", testMixedLoad)
+	t.Run("spooled writes", testSpooledWrites)
+	t.Run("streamed reads", testStreamedReads)
+}
+
+func testMixedLoad(t *testing.T) {
 	const (
 		fileSize  = 10 << 20
 		budget    = 64 << 20
@@ -61,49 +70,10 @@ func TestMemoryBudgetHolds(t *testing.T) {
 	if err := os.WriteFile(src, data, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	cfg, _ := json.Marshal(map[string]any{
+	pid, sock, qsock := runAgent(t, dir, map[string]any{
 		"allowed_read_paths": []string{dir}, "allowed_write_paths": []string{dir},
 		"max_file_size_bytes": fileSize, "max_memory_bytes": budget, "max_concurrent_requests": 10,
 	})
-	cfgPath := filepath.Join(dir, "config.json")
-	if err := os.WriteFile(cfgPath, cfg, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	sock, qsock := filepath.Join(dir, "agent.sock"), filepath.Join(dir, "qga.sock")
-	cmd := exec.Command(os.Args[0], "--listen", "unix:"+sock, "--qga-listen", "unix:"+qsock,
-		"--config", cfgPath, "--log-file", filepath.Join(dir, "agent.log"))
-	cmd.Env = append(os.Environ(), runMainEnv+"=1")
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		_ = cmd.Process.Signal(os.Interrupt)
-		done := make(chan struct{})
-		go func() { _ = cmd.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(15 * time.Second):
-			_ = cmd.Process.Kill()
-			<-done
-		}
-		if t.Failed() {
-			logs, _ := os.ReadFile(filepath.Join(dir, "agent.log"))
-			t.Logf("agent log:\n%s", logs)
-		}
-	}()
-	dial := func(path string) net.Conn {
-		deadline := time.Now().Add(20 * time.Second)
-		for {
-			c, err := net.Dial("unix", path)
-			if err == nil {
-				return c
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("dial %s: %v", path, err)
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
-	}
 	b64 := base64.StdEncoding.EncodeToString(data)
 	readReq := func(id int) string {
 		return fmt.Sprintf(`{"jsonrpc":"2.0","id":%d,"method":"file_read","params":{"path":%q,"encoding":"base64"}}`, id, src)
@@ -164,7 +134,7 @@ func TestMemoryBudgetHolds(t *testing.T) {
 	// Slow connections first: each holds a 1.5 MB partial line.
 	var slow []net.Conn
 	for i := range slowConns {
-		c := dial(sock)
+		c := dialUnix(t, sock)
 		slow = append(slow, c)
 		partial := writeReq(1000+i, filepath.Join(dir, "slow"))[:1500<<10]
 		go func() { _, _ = c.Write([]byte(partial)) }()
@@ -180,7 +150,7 @@ func TestMemoryBudgetHolds(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			c := dial(sock)
+			c := dialUnix(t, sock)
 			defer c.Close()
 			if _, err := c.Write([]byte(readReq(i) + "\n")); err != nil {
 				t.Error(err)
@@ -194,7 +164,7 @@ func TestMemoryBudgetHolds(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			c := dial(sock)
+			c := dialUnix(t, sock)
 			defer c.Close()
 			go func() { _, _ = c.Write([]byte(writeReq(i, filepath.Join(dir, "w"+strconv.Itoa(i))) + "\n")) }()
 			check(fmt.Sprintf("write %d", i), readLine(c))
@@ -203,7 +173,7 @@ func TestMemoryBudgetHolds(t *testing.T) {
 	wg.Add(1)
 	go func() { // one batch of maximum-size reads
 		defer wg.Done()
-		c := dial(sock)
+		c := dialUnix(t, sock)
 		defer c.Close()
 		var b strings.Builder
 		b.WriteByte('[')
@@ -231,7 +201,7 @@ func TestMemoryBudgetHolds(t *testing.T) {
 		wg.Add(1)
 		go func() { // QGA: guest-file-read of the whole file
 			defer wg.Done()
-			c := dial(qsock)
+			c := dialUnix(t, qsock)
 			defer c.Close()
 			r := bufio.NewReaderSize(c, 1<<20)
 			_ = c.SetDeadline(time.Now().Add(90 * time.Second))
@@ -292,7 +262,7 @@ func TestMemoryBudgetHolds(t *testing.T) {
 	}
 	slow = nil
 	tl = tally{}
-	c := dial(sock)
+	c := dialUnix(t, sock)
 	defer c.Close()
 	r := bufio.NewReaderSize(c, 1<<20)
 	_ = c.SetReadDeadline(time.Now().Add(60 * time.Second))
@@ -316,7 +286,7 @@ func TestMemoryBudgetHolds(t *testing.T) {
 		t.Errorf("the file written after the load differs (%d bytes, %v)", len(got), err)
 	}
 
-	hwm := vmHWM(t, cmd.Process.Pid)
+	hwm := vmHWM(t, pid)
 	limit := int64(budget + worstCaseOverhead)
 	t.Logf("agent VmHWM %d KiB (documented worst case %d KiB)", hwm>>10, limit>>10)
 	if hwm > limit {
@@ -342,4 +312,55 @@ func vmHWM(t *testing.T, pid int) int64 {
 	}
 	t.Fatal("no VmHWM in /proc/PID/status")
 	return 0
+}
+
+// runAgent runs the agent (this test binary's main) on unix sockets in
+// dir with the given config; it is stopped when the test ends (its log is
+// printed if the test failed). It returns its pid and its two sockets.
+func runAgent(t *testing.T, dir string, config map[string]any) (pid int, sock, qsock string) {
+	t.Helper()
+	cfg, _ := json.Marshal(config)
+	cfgPath := filepath.Join(dir, "config.json")
+	if err := os.WriteFile(cfgPath, cfg, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	sock, qsock = filepath.Join(dir, "agent.sock"), filepath.Join(dir, "qga.sock")
+	cmd := exec.Command(os.Args[0], "--listen", "unix:"+sock, "--qga-listen", "unix:"+qsock,
+		"--config", cfgPath, "--log-file", filepath.Join(dir, "agent.log"))
+	cmd.Env = append(os.Environ(), runMainEnv+"=1")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(os.Interrupt)
+		done := make(chan struct{})
+		go func() { _ = cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(15 * time.Second):
+			_ = cmd.Process.Kill()
+			<-done
+		}
+		if t.Failed() {
+			logs, _ := os.ReadFile(filepath.Join(dir, "agent.log"))
+			t.Logf("agent log:\n%s", logs)
+		}
+	})
+	return cmd.Process.Pid, sock, qsock
+}
+
+// dialUnix connects to the agent's socket, waiting for it to listen.
+func dialUnix(t *testing.T, path string) net.Conn {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		c, err := net.Dial("unix", path)
+		if err == nil {
+			return c
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("dial %s: %v", path, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }

@@ -7,6 +7,7 @@ import (
 
 	"github.com/kvmmanager/guest-agent/agent/config"
 	"github.com/kvmmanager/guest-agent/agent/methods"
+	"github.com/kvmmanager/guest-agent/agent/protocol"
 	"github.com/kvmmanager/guest-agent/agent/qga"
 	"github.com/kvmmanager/guest-agent/agent/server"
 	"github.com/kvmmanager/guest-agent/agent/transport"
@@ -14,7 +15,7 @@ import (
 
 // newQGADialect is the QEMU guest agent dialect over svc.
 func newQGADialect(svc *methods.Service, cfg *config.Config, log *slog.Logger, budget *server.Budget) transport.Server {
-	return qga.New(svc, cfg, qga.Options{Logger: log, MaxObject: server.LineLimit(cfg.MaxFileSizeBytes), Budget: budget})
+	return qga.New(svc, cfg, qga.Options{Logger: log, MaxObject: protocol.LineLimit(cfg.MaxFileSizeBytes), Budget: budget})
 }
 
 // qemuGARunning names a running qemu-ga, which keeps the QGA port.

@@ -202,6 +202,12 @@ func (a *app) commandHelp(w io.Writer, c command, ownFlags string, global *pflag
 
 // connect dials the agent (--socket, or the socket of --domain).
 func (a *app) connect(ctx context.Context) (*client.Client, error) {
+	return a.dial(ctx, a.timeout)
+}
+
+// dial dials the agent (--socket, or the socket of --domain) within
+// --timeout; each call on the client is bounded by callTimeout.
+func (a *app) dial(ctx context.Context, callTimeout time.Duration) (*client.Client, error) {
 	path := a.socket
 	if path == "" {
 		p, err := a.locator.socketFor(ctx, a.domain)
@@ -212,7 +218,7 @@ func (a *app) connect(ctx context.Context) (*client.Client, error) {
 	}
 	dctx, cancel := context.WithTimeout(ctx, a.timeout)
 	defer cancel()
-	return client.Dial(dctx, path, client.WithCallTimeout(a.timeout))
+	return client.Dial(dctx, path, client.WithCallTimeout(callTimeout))
 }
 
 // call connects, runs f with a context bounded by --timeout plus extra, and

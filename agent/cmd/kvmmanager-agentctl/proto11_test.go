@@ -88,6 +88,16 @@ func TestTransferChunked(t *testing.T) {
 	if r.code != 1 || !strings.Contains(r.stderr, "not found") {
 		t.Errorf("read missing: %+v", r)
 	}
+	// A missing directory names this command's flag, not the protocol's
+	// parameter; with the flag the write goes through.
+	sub := filepath.Join(dir, "sub", "f")
+	r = runCLI(t, "x", "-s", sock, "write", sub)
+	if r.code != 1 || !strings.Contains(r.stderr, "add --create-dirs") || strings.Contains(r.stderr, "create_dirs") {
+		t.Errorf("write into a missing directory: %+v", r)
+	}
+	if r = runCLI(t, "x", "-s", sock, "write", "--create-dirs", sub); r.code != 0 {
+		t.Errorf("write --create-dirs: %+v", r)
+	}
 }
 
 func TestExecBackgroundCommands(t *testing.T) {

@@ -27,19 +27,20 @@ import (
 const transferTimeout = 2 * time.Minute
 
 // connectTransfer dials the agent with calls bounded by --timeout plus
-// transferTimeout.
-func (a *app) connectTransfer(ctx context.Context) (*client.Client, error) {
-	path := a.socket
-	if path == "" {
-		p, err := a.locator.socketFor(ctx, a.domain)
-		if err != nil {
-			return nil, err
-		}
-		path = p
+// transferTimeout, and asks it (within --timeout) whether it takes
+// transfers in chunks: protocol 1.1, which has file_stat. The caller closes
+// c.
+func (a *app) connectTransfer(ctx context.Context) (c *client.Client, chunked bool, err error) {
+	if c, err = a.dial(ctx, a.timeout+transferTimeout); err != nil {
+		return nil, false, err
 	}
-	dctx, cancel := context.WithTimeout(ctx, a.timeout)
+	ictx, cancel := context.WithTimeout(ctx, a.timeout)
 	defer cancel()
-	return client.Dial(dctx, path, client.WithCallTimeout(a.timeout+transferTimeout))
+	if chunked, err = supports11(ictx, c, protocol.MethodFileStat); err != nil {
+		c.Close()
+		return nil, false, err
+	}
+	return c, chunked, nil
 }
 
 // supports11 asks the agent whether it speaks protocol 1.1 (has method).
@@ -63,17 +64,11 @@ func setupReadAll(a *app, fs *pflag.FlagSet) action {
 		if *chunk < 1 {
 			return usagef("read --chunk must be positive")
 		}
-		c, err := a.connectTransfer(ctx)
+		c, chunked, err := a.connectTransfer(ctx)
 		if err != nil {
 			return err
 		}
 		defer c.Close()
-		ictx, cancel := context.WithTimeout(ctx, a.timeout)
-		chunked, err := supports11(ictx, c, protocol.MethodFileStat)
-		cancel()
-		if err != nil {
-			return err
-		}
 		if !chunked {
 			return single(ctx, args)
 		}
@@ -139,17 +134,11 @@ func setupWriteAll(a *app, fs *pflag.FlagSet) action {
 		if *chunk < 1 {
 			return usagef("write --chunk must be positive")
 		}
-		c, err := a.connectTransfer(ctx)
+		c, chunked, err := a.connectTransfer(ctx)
 		if err != nil {
 			return err
 		}
 		defer c.Close()
-		ictx, cancel := context.WithTimeout(ctx, a.timeout)
-		chunked, err := supports11(ictx, c, protocol.MethodFileStat)
-		cancel()
-		if err != nil {
-			return err
-		}
 		if !chunked {
 			return single(ctx, args)
 		}
@@ -171,7 +160,7 @@ func setupWriteAll(a *app, fs *pflag.FlagSet) action {
 		})
 		bar.done(err == nil)
 		if err != nil {
-			return err
+			return cliCreateDirs(err)
 		}
 		if a.json {
 			return a.printJSON(map[string]any{"path": args[0], "bytes_written": n, "sha256": sum})
