@@ -354,8 +354,8 @@ func checkReconnects(ctx context.Context, t *testing.T, m *machine) {
 // all. Wakeups are the measure, not sampled CPU ticks: under TCG one wakeup
 // costs a few ms, so a tick or two is noise while a poll loop shows as
 // dozens of wakeups. The two snapshots are taken in the guest by a shell
-// (1 s after the host left, once the session has ended, and 3 s later) and
-// read back through file_read after the host reconnects, so that the window
+// (2 s after the agent logged that the host left, and 3 s later) and read
+// back through file_read after the host reconnects, so that the window
 // holds the agent's idle behaviour only. The shell is the command of an
 // exec_command the host leaves running when it disconnects (a detached
 // process would die with its command); waiting for it costs the agent
@@ -365,16 +365,21 @@ func checkIdleCPU(ctx context.Context, t *testing.T, m *machine) {
 	snap := func(n int) string {
 		return fmt.Sprintf("for d in /proc/%d/task/*; do echo \"${d##*/} $(cat $d/schedstat)\"; done >/tmp/idle.%d", pid, n)
 	}
-	// The shell says on the serial console when the window has ended, so
-	// the host, which must stay away until then, knows without asking the
-	// agent (under load the shell takes longer than its sleeps).
-	done := fmt.Sprintf("kvmtest: idle window %d done", time.Now().UnixNano())
-	script := ": >/tmp/idle.go; sleep 1; " + snap(0) + "; sleep 3; " + snap(1) + "; echo '" + done + "' >/dev/console"
+	// The window starts once the agent has seen the host leave (its log's
+	// "Connection lost" line) and had 2 s to settle; under load the host's
+	// close comes long after the shell starts. The shell says on the serial
+	// console when the window has ended, so the host, which must stay away
+	// until then, knows without asking the agent.
+	done := fmt.Sprintf("kvmtest: idle window %d", time.Now().UnixNano())
+	const lost = "grep -c 'Connection lost' " + guestAgentLog
+	script := "n=$(" + lost + "); : >/tmp/idle.go; i=0; " +
+		"while [ \"$(" + lost + ")\" -le \"$n\" ]; do i=$((i+1)); if [ $i -gt 60 ]; then echo '" + done + ": no disconnect seen' >/dev/console; exit 1; fi; sleep 1; done; " +
+		"sleep 2; " + snap(0) + "; sleep 3; " + snap(1) + "; echo '" + done + " done' >/dev/console"
 	exec(ctx, t, m, "rm", "-f", "/tmp/idle.go", "/tmp/idle.0", "/tmp/idle.1")
 	observer := make(chan struct{})
 	go func() {
 		defer close(observer)
-		timeout, capture := 30, false
+		timeout, capture := 80, false
 		_, _ = m.client.Exec(ctx, protocol.ExecParams{Command: "/bin/sh", Args: []string{"-c", script}, TimeoutSeconds: &timeout, CaptureOutput: &capture})
 	}()
 	for {
@@ -389,8 +394,12 @@ func checkIdleCPU(ctx context.Context, t *testing.T, m *machine) {
 	// The observer's call ends with the connection; its command goes on.
 	<-observer
 	for {
-		if b, err := os.ReadFile(m.vm.ConsoleLog()); err == nil && strings.Contains(string(b), done) {
+		b, _ := os.ReadFile(m.vm.ConsoleLog())
+		if strings.Contains(string(b), done+" done") {
 			break
+		}
+		if strings.Contains(string(b), done+": no disconnect seen") {
+			t.Fatalf("the agent's log (%s) never said the host left (\"Connection lost\") within 60 s", guestAgentLog)
 		}
 		select {
 		case <-ctx.Done():
@@ -425,6 +434,10 @@ func checkIdleCPU(ctx context.Context, t *testing.T, m *machine) {
 			wakeups, idleWakeups, strings.Join(busy, "\n"))
 	}
 }
+
+// guestAgentLog is where the guest's init has the agent log (initramfs
+// guest/agent).
+const guestAgentLog = "/run/kvmmanager-agent.log"
 
 // idleWakeups bounds the agent's wakeups over the 3 s idle window: the Go
 // runtime's own (sysmon backing off, a timer) and the wait for a host,
