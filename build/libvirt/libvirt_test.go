@@ -90,10 +90,7 @@ func TestLibvirt(t *testing.T) {
 // setup builds the ISO, agentctl and the image (concurrently; the image
 // comes from build/distro's cache when it is there).
 func setup(t *testing.T, v libvirt.Virsh) *env {
-	root, err := filepath.Abs("../..")
-	if err != nil {
-		t.Fatal(err)
-	}
+	root := testenv.RepoRoot(t)
 	cache, err := distro.CacheDir()
 	if err != nil {
 		t.Fatal(err)
