@@ -15,7 +15,6 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -325,27 +324,7 @@ func runAgent(t *testing.T, dir string, config map[string]any) (pid int, sock, q
 		t.Fatal(err)
 	}
 	sock, qsock = filepath.Join(dir, "agent.sock"), filepath.Join(dir, "qga.sock")
-	cmd := exec.Command(os.Args[0], "--listen", "unix:"+sock, "--qga-listen", "unix:"+qsock,
-		"--config", cfgPath, "--log-file", filepath.Join(dir, "agent.log"))
-	cmd.Env = append(os.Environ(), runMainEnv+"=1")
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(os.Interrupt)
-		done := make(chan struct{})
-		go func() { _ = cmd.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(15 * time.Second):
-			_ = cmd.Process.Kill()
-			<-done
-		}
-		if t.Failed() {
-			logs, _ := os.ReadFile(filepath.Join(dir, "agent.log"))
-			t.Logf("agent log:\n%s", logs)
-		}
-	})
+	cmd := startAgentProcess(t, dir, "--listen", "unix:"+sock, "--qga-listen", "unix:"+qsock, "--config", cfgPath)
 	return cmd.Process.Pid, sock, qsock
 }
 

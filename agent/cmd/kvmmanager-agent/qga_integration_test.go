@@ -103,8 +103,17 @@ func parseReply(t *testing.T, who string, line []byte) reply {
 func startAgent(t *testing.T) *qgaClient {
 	dir := t.TempDir()
 	sock := filepath.Join(dir, "qga.sock")
-	cmd := exec.Command(os.Args[0], "--qga-listen", "unix:"+sock, "--config", filepath.Join(dir, "none.json"),
-		"--log-file", filepath.Join(dir, "agent.log"), "--log-level", "debug")
+	cmd := startAgentProcess(t, dir, "--qga-listen", "unix:"+sock, "--config", filepath.Join(dir, "none.json"), "--log-level", "debug")
+	return dialWait(t, "kvmmanager-agent", sock, cmd)
+}
+
+// startAgentProcess starts the test binary as the agent with args and
+// --log-file dir/agent.log. When the test ends the agent gets an interrupt
+// (a kill after 15 s), and a failed test logs the agent's log.
+func startAgentProcess(t *testing.T, dir string, args ...string) *exec.Cmd {
+	t.Helper()
+	logFile := filepath.Join(dir, "agent.log")
+	cmd := exec.Command(os.Args[0], append(args, "--log-file", logFile)...)
 	cmd.Env = append(os.Environ(), runMainEnv+"=1")
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -115,16 +124,16 @@ func startAgent(t *testing.T) *qgaClient {
 		go func() { _ = cmd.Wait(); close(done) }()
 		select {
 		case <-done:
-		case <-time.After(10 * time.Second):
+		case <-time.After(15 * time.Second):
 			_ = cmd.Process.Kill()
 			<-done
 		}
 		if t.Failed() {
-			logs, _ := os.ReadFile(filepath.Join(dir, "agent.log"))
+			logs, _ := os.ReadFile(logFile)
 			t.Logf("agent log:\n%s", logs)
 		}
 	})
-	return dialWait(t, "kvmmanager-agent", sock, cmd)
+	return cmd
 }
 
 func startQemuGA(t *testing.T) *qgaClient {
