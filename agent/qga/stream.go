@@ -71,15 +71,9 @@ func (s *stream) room() bool {
 	if c > 1<<20 {
 		c = max(min(c, s.max+1), len(s.buf)+1)
 	}
-	if err := s.budget.Acquire(s.stop, int64(c)); err != nil {
-		return false
-	}
-	nb := make([]byte, len(s.buf), c)
-	copy(nb, s.buf)
-	s.buf = nb
-	s.budget.Free(s.charged)
-	s.charged = int64(c)
-	return true
+	b, err := s.budget.Regrow(s.stop, s.buf, &s.charged, c)
+	s.buf = b
+	return err == nil
 }
 
 // drop frees the buffer (and its budget) after a value that was refused.

@@ -347,6 +347,21 @@ func (b *Budget) Acquire(stop <-chan struct{}, n int64) error { return b.takeKin
 // Free gives back n bytes taken with Acquire.
 func (b *Budget) Free(n int64) { b.giveKind(n, true) }
 
+// Regrow moves buf into a new buffer of capacity c (same length and bytes),
+// taking c bytes with Acquire first and then giving back the *charged bytes
+// the old buffer held; *charged becomes c. On a refusal buf and *charged are
+// left as they were.
+func (b *Budget) Regrow(stop <-chan struct{}, buf []byte, charged *int64, c int) ([]byte, error) {
+	if err := b.Acquire(stop, int64(c)); err != nil {
+		return buf, err
+	}
+	nb := make([]byte, len(buf), c)
+	copy(nb, buf)
+	b.Free(*charged)
+	*charged = int64(c)
+	return nb, nil
+}
+
 // Adopt returns a hold owning n bytes already taken with Acquire (a
 // request whose buffer now belongs to its handler).
 func (b *Budget) Adopt(n int64) *Hold {

@@ -155,15 +155,9 @@ func (lr *lineReader) grow(n int) error {
 		c = lr.max
 	}
 	c = min(c, lr.max)
-	if err := lr.budget.Acquire(lr.stop, int64(c)); err != nil {
-		return err
-	}
-	b := make([]byte, len(lr.scratch), c)
-	copy(b, lr.scratch)
+	b, err := lr.budget.Regrow(lr.stop, lr.scratch, &lr.charged, c)
 	lr.scratch = b
-	lr.budget.Free(lr.charged)
-	lr.charged = int64(c)
-	return nil
+	return err
 }
 
 // newLine forgets the line in progress: its bytes, its scan and a spool
