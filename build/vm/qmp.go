@@ -35,28 +35,40 @@ func (m *Machine) qmp(command string, args any) error {
 		return fmt.Errorf("vm: qmp %s: qemu has exited", command)
 	default:
 	}
-	conn, err := m.dialQMP()
+	conn, dec, enc, err := m.openQMP()
 	if err != nil {
 		return fmt.Errorf("vm: qmp %s: %w", command, err)
 	}
 	defer conn.Close()
-	_ = conn.SetDeadline(time.Now().Add(qmpTimeout))
-	dec := json.NewDecoder(bufio.NewReader(conn))
-	enc := json.NewEncoder(conn)
-
-	var greeting struct {
-		QMP json.RawMessage `json:"QMP"`
-	}
-	if err := dec.Decode(&greeting); err != nil || greeting.QMP == nil {
-		return fmt.Errorf("vm: qmp %s: read greeting from %s: %v", command, m.qmpPath, err)
-	}
-	if err := qmpExchange(dec, enc, "qmp_capabilities", nil); err != nil {
-		return fmt.Errorf("vm: qmp_capabilities: %w", err)
-	}
 	if err := qmpExchange(dec, enc, command, args); err != nil {
 		return fmt.Errorf("vm: qmp %s: %w", command, err)
 	}
 	return nil
+}
+
+// openQMP connects to the machine's QMP socket, reads QEMU's greeting and
+// leaves capabilities negotiation mode, with qmpTimeout as the connection's
+// deadline.
+func (m *Machine) openQMP() (net.Conn, *json.Decoder, *json.Encoder, error) {
+	conn, err := m.dialQMP()
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	_ = conn.SetDeadline(time.Now().Add(qmpTimeout))
+	dec := json.NewDecoder(bufio.NewReader(conn))
+	enc := json.NewEncoder(conn)
+	var greeting struct {
+		QMP json.RawMessage `json:"QMP"`
+	}
+	if err := dec.Decode(&greeting); err != nil || greeting.QMP == nil {
+		conn.Close()
+		return nil, nil, nil, fmt.Errorf("read greeting from %s: %v", m.qmpPath, err)
+	}
+	if err := qmpExchange(dec, enc, "qmp_capabilities", nil); err != nil {
+		conn.Close()
+		return nil, nil, nil, fmt.Errorf("qmp_capabilities: %w", err)
+	}
+	return conn, dec, enc, nil
 }
 
 // qmpExchange sends one command and reads until its reply, skipping the
@@ -140,23 +152,9 @@ func (m *Machine) WatchAgentPort() (<-chan PortOpen, func(), error) {
 		m.qmpMu.Unlock()
 		return nil, nil, fmt.Errorf("vm: watch the agent port: %w", err)
 	}
-	conn, err := m.dialQMP()
+	conn, dec, enc, err := m.openQMP()
 	if err != nil {
 		return fail(err)
-	}
-	_ = conn.SetDeadline(time.Now().Add(qmpTimeout))
-	dec := json.NewDecoder(bufio.NewReader(conn))
-	enc := json.NewEncoder(conn)
-	var greeting struct {
-		QMP json.RawMessage `json:"QMP"`
-	}
-	if err := dec.Decode(&greeting); err != nil || greeting.QMP == nil {
-		conn.Close()
-		return fail(fmt.Errorf("read greeting from %s: %v", m.qmpPath, err))
-	}
-	if err := qmpExchange(dec, enc, "qmp_capabilities", nil); err != nil {
-		conn.Close()
-		return fail(fmt.Errorf("qmp_capabilities: %w", err))
 	}
 	// The port may have opened before the watch: query-chardev says so
 	// (frontend-open); an event that comes first is read first.
