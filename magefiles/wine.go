@@ -4,57 +4,17 @@ package main
 
 import (
 	"context"
-	"errors"
-	"fmt"
-	"os"
 
-	"github.com/kvmmanager/guest-agent/build/testenv"
-	"github.com/kvmmanager/guest-agent/build/wine"
+	"github.com/kvmmanager/guest-agent/build/launcher"
 )
 
 // WineRoot builds (or finds cached) the Debian 13 root with Wine 10 in which the Windows tests run (needs
 // root, mmdebstrap, network to Debian's archive; about 1.1 GB under the user cache directory).
 func WineRoot(ctx context.Context) error {
-	cache, err := wine.CacheDir()
-	if err != nil {
-		return err
-	}
-	r, err := wine.Build(ctx, cache, os.Stdout)
-	if err != nil {
-		return err
-	}
-	fmt.Println("wine root:", r.Dir)
-	return nil
+	return launcher.Run(ctx, "wineroot")
 }
 
 // WindowsTest runs the agent's tests built for windows/amd64 under Wine (the cached Wine root).
 func WindowsTest(ctx context.Context) error {
-	return windowsTests(ctx)
-}
-
-// windowsTests runs the Windows tests under Wine. Without a cached root they
-// are skipped loudly, or, with KVMMANAGER_REQUIRE_TOOLS=1 (CI), the root is
-// built first.
-func windowsTests(ctx context.Context) error {
-	wd, err := os.Getwd()
-	if err != nil {
-		return err
-	}
-	pkgs, err := wine.AgentPackages(ctx, wd)
-	if err != nil {
-		return err
-	}
-	opts := wine.TestOptions{Root: wd, Packages: pkgs, Args: []string{"-timeout", "8m"}, Out: os.Stdout}
-	err = wine.GoTest(ctx, opts)
-	if !errors.Is(err, wine.ErrNotBuilt) {
-		return err
-	}
-	if !testenv.Required() {
-		fmt.Printf("\n*** SKIPPING the Windows tests under Wine: %v (%s=1 builds it and makes this fatal)\n\n", err, testenv.RequireEnv)
-		return nil
-	}
-	if err := WineRoot(ctx); err != nil {
-		return err
-	}
-	return wine.GoTest(ctx, opts)
+	return launcher.Run(ctx, "windowstest")
 }

@@ -20,6 +20,7 @@ import (
 
 	"github.com/kvmmanager/guest-agent/build/binaries"
 	"github.com/kvmmanager/guest-agent/build/iso"
+	"github.com/kvmmanager/guest-agent/build/launcher"
 	"github.com/kvmmanager/guest-agent/build/packages"
 	"github.com/kvmmanager/guest-agent/build/signing"
 	"github.com/kvmmanager/guest-agent/build/version"
@@ -34,6 +35,13 @@ type Options struct {
 	// Getenv looks up the signing keys (build/signing's KVMMANAGER_SIGNING_KEY
 	// and friends), e.g. os.Getenv; nil builds unsigned.
 	Getenv func(string) string
+	// Quick, when set, is build/launcher's snapshot of the target's inputs,
+	// taken before the run: Binaries, Packages and ISO then remove the
+	// target's quick stamp before they may change an artifact and write
+	// it, with this snapshot and every artifact they printed, when they
+	// succeed (both holding the lock on Dist), so that the next launcher
+	// run can find the target up to date without loading the pipeline.
+	Quick *launcher.Snapshot
 }
 
 // run is the state of one pipeline run.
@@ -52,6 +60,8 @@ type run struct {
 	// pkgs holds the first packages() result of this run, for the same
 	// reason: Release asks for the packages after the ISO has built them.
 	pkgs *builtPackages
+	// reported are the artifacts printed so far, in order.
+	reported []string
 }
 
 type builtPackages struct {
@@ -146,36 +156,69 @@ func Info(opts Options) (version.Info, error) {
 // Binaries builds (or finds up to date) the agent and CLI for every
 // architecture.
 func Binaries(ctx context.Context, opts Options) ([]binaries.Binary, error) {
-	r, err := start(opts)
+	r, err := startQuick(opts, "build")
 	if err != nil {
 		return nil, err
 	}
 	defer r.close()
 	bins, _, err := r.binaries(ctx)
+	if err == nil {
+		err = r.doneQuick("build")
+	}
 	return bins, err
 }
 
 // Packages builds the binaries and the packages.
 func Packages(ctx context.Context, opts Options) ([]packages.Package, error) {
-	r, err := start(opts)
+	r, err := startQuick(opts, "packages")
 	if err != nil {
 		return nil, err
 	}
 	defer r.close()
 	pkgs, _, _, err := r.packages(ctx)
+	if err == nil {
+		err = r.doneQuick("packages")
+	}
 	return pkgs, err
 }
 
 // ISO builds the binaries, the packages and the installer disc, and returns
 // the disc's path (Dist/kvmmanager-guest-agent.iso).
 func ISO(ctx context.Context, opts Options) (string, error) {
-	r, err := start(opts)
+	r, err := startQuick(opts, "iso")
 	if err != nil {
 		return "", err
 	}
 	defer r.close()
 	p, _, err := r.iso(ctx)
+	if err == nil {
+		err = r.doneQuick("iso")
+	}
 	return p, err
+}
+
+// startQuick is start for a target with a quick stamp (build/launcher):
+// the stamp goes before anything may change.
+func startQuick(opts Options, target string) (*run, error) {
+	r, err := start(opts)
+	if err != nil {
+		return nil, err
+	}
+	if opts.Quick != nil {
+		if err := launcher.RemoveQuickStamp(r.opts.Dist, target); err != nil {
+			r.close()
+			return nil, err
+		}
+	}
+	return r, nil
+}
+
+// doneQuick writes target's quick stamp after a successful run.
+func (r *run) doneQuick(target string) error {
+	if r.opts.Quick == nil {
+		return nil
+	}
+	return launcher.WriteQuickStamp(r.opts.Dist, target, r.opts.Quick, r.reported)
 }
 
 // binaries builds the binaries whose sources changed. Each binary (one
@@ -254,7 +297,6 @@ func (r *run) buildBinaries(ctx context.Context) ([]binaries.Binary, map[string]
 				runtime.Version(), pl.String(), c.Name+"="+c.Package, mod, src)}
 		if sum, ok := upToDateSum(s.st, s.key, b.Path); ok {
 			sums[b.Path] = sum
-			r.report([]string{b.Path}, 0, true)
 			continue
 		}
 		// The go command keeps a binary it finds up to date: let it
@@ -270,21 +312,28 @@ func (r *run) buildBinaries(ctx context.Context) ([]binaries.Binary, map[string]
 	for _, old := range []string{"binaries", "binary-" + binaries.Agent.Name, "binary-" + binaries.AgentCtl.Name} {
 		removeStamp(stampPath(r.opts.Dist, old)) // the stamps of earlier versions
 	}
-	if len(stale) == 0 {
-		return want, sums, nil
-	}
-	built, err := binaries.Build(ctx, binaries.Options{Root: r.opts.Root, Dist: r.opts.Dist, Info: r.info, Targets: stale})
-	if err != nil {
-		return nil, nil, err
-	}
-	for _, b := range built {
-		s := steps[b.Path]
-		sum, err := writeBinaryStamp(s.st, s.key, b.Path)
+	took := map[string]time.Duration{} // of the binaries built, by path
+	if len(stale) > 0 {
+		built, err := binaries.Build(ctx, binaries.Options{Root: r.opts.Root, Dist: r.opts.Dist, Info: r.info, Targets: stale})
 		if err != nil {
 			return nil, nil, err
 		}
-		sums[b.Path] = sum
-		r.line(b.Path, b.Duration, false)
+		for _, b := range built {
+			s := steps[b.Path]
+			sum, err := writeBinaryStamp(s.st, s.key, b.Path)
+			if err != nil {
+				return nil, nil, err
+			}
+			sums[b.Path] = sum
+			took[b.Path] = b.Duration
+		}
+	}
+	// One line per binary in command-then-platform order, built or not, so
+	// that a run prints its lines in the order a no-op run (and the quick
+	// path of build/launcher) prints them.
+	for _, b := range want {
+		d, built := took[b.Path]
+		r.line(b.Path, d, !built)
 	}
 	return want, sums, nil
 }
@@ -433,33 +482,15 @@ func (r *run) report(paths []string, d time.Duration, skipped bool) {
 	}
 }
 
-// line prints "path  size  time" for one artifact.
+// line prints "path  size  time" for one artifact (launcher.Line).
 func (r *run) line(path string, d time.Duration, skipped bool) {
-	size := "?"
+	size := int64(-1)
 	if st, err := os.Stat(path); err == nil {
-		size = humanSize(st.Size())
+		size = st.Size()
 	}
-	rel := path
-	if wd, err := os.Getwd(); err == nil {
-		if p, err := filepath.Rel(wd, path); err == nil && len(p) < len(path) {
-			rel = p
-		}
-	}
-	took := "up to date"
-	if !skipped {
-		took = d.Round(time.Millisecond).String()
-	}
-	fmt.Fprintf(r.out, "%-60s %10s  %s\n", rel, size, took)
-}
-
-func humanSize(n int64) string {
-	switch {
-	case n >= 1<<20:
-		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
-	case n >= 1<<10:
-		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
-	}
-	return fmt.Sprintf("%d B", n)
+	wd, _ := os.Getwd()
+	fmt.Fprint(r.out, launcher.Line(wd, path, size, d, skipped))
+	r.reported = append(r.reported, path)
 }
 
 // removeOldPackages deletes the packages of earlier builds (their names carry

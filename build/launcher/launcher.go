@@ -1,0 +1,159 @@
+// Package launcher runs the build's targets for the mage targets in
+// magefiles/ while keeping mage's own work small: mage compiles the
+// magefiles, and everything they import, on every run to find them up to
+// date, and the builder's import graph (nfpm, OpenPGP, CycloneDX, ...) is
+// hundreds of packages. So the magefiles import only this package, which
+// imports the standard library and build/version alone.
+//
+// For the targets that make artifacts (build, packages, iso), Run first asks
+// the target's quick stamp (dist/.stamps/quick-<target>.json, written by
+// build/pipeline under its lock at the end of a successful run): when the
+// build identity (version, commit, SOURCE_DATE_EPOCH), the Go version, the
+// Go and signing environment, every input file (go.mod, go.sum, agent/,
+// build/, magefiles/, packaging/, installers/, by content) and every artifact
+// (by size and modification time) are as that run left them, it prints the
+// artifact lines the pipeline would print and returns. Anything else, and
+// every other target, builds the builder (build/cmd/kvmbuild, with go build
+// into dist/.builder/, which the go command finds up to date or relinks) and
+// runs it.
+package launcher
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+// BuilderPackage is the builder's main package, relative to the module root.
+const BuilderPackage = "./build/cmd/kvmbuild"
+
+// QuickTargets are the targets whose no-op Run answers from a quick stamp.
+var QuickTargets = []string{"build", "packages", "iso"}
+
+// IsQuick reports whether target answers a no-op from its quick stamp.
+func IsQuick(target string) bool {
+	for _, t := range QuickTargets {
+		if t == target {
+			return true
+		}
+	}
+	return false
+}
+
+// Run runs target (a builder target such as "iso" or "test") in the
+// repository at the working directory, writing to stdout and stderr.
+func Run(ctx context.Context, target string) error {
+	root, err := os.Getwd()
+	if err != nil {
+		return fmt.Errorf("working directory: %w", err)
+	}
+	if IsQuick(target) {
+		if ok, err := UpToDate(root, target, os.Stdout); err != nil || ok {
+			return err
+		}
+	}
+	exe, err := Builder(ctx, root)
+	if err != nil {
+		return err
+	}
+	return RunBuilder(ctx, root, exe, target, os.Stdout, os.Stderr)
+}
+
+// UpToDate prints the artifact lines of target and returns true when its
+// quick stamp in root/dist holds; it prints nothing and returns false when
+// the target must run. It returns an error only for a failure to print.
+func UpToDate(root, target string, out io.Writer) (bool, error) {
+	dist := filepath.Join(root, "dist")
+	st, ok := readQuick(dist, target)
+	if !ok {
+		return false, nil
+	}
+	snap, err := Take(root, target, os.Environ(), &st.Snapshot)
+	if err != nil || snap.Key != st.Key {
+		return false, nil
+	}
+	sizes, ok := st.check(dist)
+	if !ok {
+		return false, nil
+	}
+	wd, _ := os.Getwd()
+	for i, a := range st.Artifacts {
+		if _, err := fmt.Fprint(out, Line(wd, filepath.Join(dist, filepath.FromSlash(a.Path)), sizes[i], 0, true)); err != nil {
+			return true, err
+		}
+	}
+	return true, nil
+}
+
+// BuilderPath is where Builder puts the builder for the repository at root.
+func BuilderPath(root string) string {
+	name := "kvmbuild"
+	if filepath.Separator == '\\' {
+		name += ".exe"
+	}
+	return filepath.Join(root, "dist", ".builder", name)
+}
+
+// Builder builds the builder into dist/.builder/ and returns its path. The
+// go command keeps the executable when it is up to date (its build ID
+// matches), so this costs a staleness check of the builder's packages, not
+// a link. CGO_ENABLED=0: the builder needs no C, and the check then runs no C
+// compiler.
+func Builder(ctx context.Context, root string) (string, error) {
+	exe := BuilderPath(root)
+	if err := os.MkdirAll(filepath.Dir(exe), 0o755); err != nil {
+		return "", fmt.Errorf("create %s: %w", filepath.Dir(exe), err)
+	}
+	cmd := exec.CommandContext(ctx, "go", "build", "-o", exe, BuilderPackage)
+	cmd.Dir = root
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return "", fmt.Errorf("go build %s: %w\n%s", BuilderPackage, err, strings.TrimSpace(string(out)))
+	}
+	return exe, nil
+}
+
+// RunBuilder runs the builder exe for target in root. The builder writes the
+// message of a failed target to a file named by its -error-file flag, and
+// RunBuilder returns it as is, so that mage prints the same "Error: ..."
+// line it printed when the targets ran in its own process.
+func RunBuilder(ctx context.Context, root, exe, target string, stdout, stderr io.Writer) error {
+	ef, err := os.CreateTemp("", "kvmbuild-error-")
+	if err != nil {
+		return fmt.Errorf("create the builder's error file: %w", err)
+	}
+	errFile := ef.Name()
+	ef.Close()
+	defer os.Remove(errFile)
+	cmd := exec.CommandContext(ctx, exe, "-error-file", errFile, target)
+	cmd.Dir = root
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, stdout, stderr
+	// On ^C the builder gets the terminal's SIGINT itself; a cancelled
+	// context interrupts it too, and kills it if it does not stop.
+	cmd.Cancel = func() error { return cmd.Process.Signal(os.Interrupt) }
+	cmd.WaitDelay = 30 * time.Second
+	runErr := cmd.Run()
+	if runErr == nil {
+		return nil
+	}
+	if msg, err := os.ReadFile(errFile); err == nil && len(msg) > 0 {
+		return errors.New(string(msg))
+	}
+	return fmt.Errorf("%s %s: %w", filepath.Base(exe), target, runErr)
+}
+
+// Clean removes root/dist, the artifacts, stamps and the builder.
+func Clean(root string) error {
+	dist := filepath.Join(root, "dist")
+	if err := os.RemoveAll(dist); err != nil {
+		return fmt.Errorf("remove %s: %w", dist, err)
+	}
+	return nil
+}
