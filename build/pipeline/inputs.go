@@ -122,3 +122,26 @@ func (in *inputs) hashTree(dirs []string) (string, error) {
 	}
 	return in.hashFiles(rels)
 }
+
+// builderSum is the SHA-256 of the running executable: the code that makes
+// the artifacts (the builder, or a test of this package), which every step
+// is keyed by, so that a change of the pipeline's own code (how a package
+// or the ISO is laid out, the linker flags) rebuilds what it makes. Any
+// change of the builder counts, including one that would not change an
+// artifact: the steps then run again and find the same bytes.
+var builderSum = sync.OnceValues(func() (string, error) {
+	exe, err := os.Executable()
+	if err != nil {
+		return "", fmt.Errorf("find the running builder: %w", err)
+	}
+	f, err := os.Open(exe)
+	if err != nil {
+		return "", fmt.Errorf("hash the running builder: %w", err)
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return "", fmt.Errorf("hash the running builder %s: %w", exe, err)
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+})

@@ -1,8 +1,9 @@
 // Package pipeline chains the build steps (binaries, packages, ISO, release
 // files) so that mage targets and tests can run the whole build without
 // mage. Every step records a stamp of its inputs (build identity, Go
-// version, source trees) and its outputs; a step whose inputs and outputs are
-// unchanged is skipped, and a version or source change always rebuilds it.
+// version, source trees, the running builder's executable) and its outputs;
+// a step whose inputs and outputs are unchanged is skipped, and a version,
+// source or builder change always rebuilds it.
 package pipeline
 
 import (
@@ -248,6 +249,10 @@ func (r *run) buildBinaries(ctx context.Context) ([]binaries.Binary, map[string]
 	if err != nil {
 		return nil, nil, err
 	}
+	builder, err := builderSum()
+	if err != nil {
+		return nil, nil, err
+	}
 	mod, err := r.in.hashFiles([]string{"go.mod", "go.sum"})
 	if err != nil {
 		return nil, nil, err
@@ -293,8 +298,8 @@ func (r *run) buildBinaries(ctx context.Context) ([]binaries.Binary, map[string]
 		b := binaries.Binary{Command: c, OS: pl.OS, Arch: pl.Arch, Path: binaries.PlatformPath(r.opts.Dist, pl, c.Name)}
 		want = append(want, b)
 		s := step{st: stampPath(r.opts.Dist, "binary-"+c.Name+"-"+pl.String()),
-			key: hashStrings("binary/4", r.info.Version, r.info.Commit, fmt.Sprint(r.info.SourceDateEpoch),
-				runtime.Version(), pl.String(), c.Name+"="+c.Package, mod, src)}
+			key: hashStrings("binary/5", r.info.Version, r.info.Commit, fmt.Sprint(r.info.SourceDateEpoch),
+				runtime.Version(), pl.String(), c.Name+"="+c.Package, mod, src, builder)}
 		if sum, ok := upToDateSum(s.st, s.key, b.Path); ok {
 			sums[b.Path] = sum
 			continue
@@ -385,10 +390,14 @@ func (r *run) buildPackages(ctx context.Context) ([]packages.Package, map[string
 		return nil, nil, "", err
 	}
 	// The packages are made of the Linux agents' bytes, packaging/ and the
-	// build identity (names, versions, file times), with nfpm's version
-	// pinned by go.sum.
-	key := hashStrings(append([]string{"packages/3", r.info.Version, r.info.Commit, fmt.Sprint(r.info.SourceDateEpoch),
-		mod, tree, r.keyIdentity()}, binarySums(bins, sums, binaries.Agent.Name, "linux")...)...)
+	// build identity (names, versions, file times) by the builder's code,
+	// with nfpm's version pinned by go.sum.
+	builder, err := builderSum()
+	if err != nil {
+		return nil, nil, "", err
+	}
+	key := hashStrings(append([]string{"packages/4", r.info.Version, r.info.Commit, fmt.Sprint(r.info.SourceDateEpoch),
+		mod, tree, r.keyIdentity(), builder}, binarySums(bins, sums, binaries.Agent.Name, "linux")...)...)
 	st := stampPath(r.opts.Dist, "packages")
 	if outs, ok := readStampOutputs(st, key); ok && upToDate(st, key, outs) {
 		if pkgs, err := packages.Identify(outs); err == nil {
@@ -429,7 +438,8 @@ func (r *run) iso(ctx context.Context) (string, string, error) {
 	if err != nil {
 		return "", "", err
 	}
-	key := hashStrings(append([]string{"iso/2", pkgKey, tree}, binarySums(bins, sums, binaries.Agent.Name, "windows")...)...)
+	// pkgKey holds builderSum.
+	key := hashStrings(append([]string{"iso/3", pkgKey, tree}, binarySums(bins, sums, binaries.Agent.Name, "windows")...)...)
 	out := filepath.Join(r.opts.Dist, iso.FileName)
 	st := stampPath(r.opts.Dist, "iso")
 	if upToDate(st, key, []string{out}) {
