@@ -50,6 +50,10 @@ type Snapshot struct {
 	Key   string      `json:"key"`
 	Taken int64       `json:"taken_ns"` // Unix nanoseconds, before any input was read
 	Files []fileState `json:"files"`
+
+	// The parts of Key that the builder's own stamp is keyed by too.
+	env       []string // the environment Key covers, sorted
+	configSum string   // of the go command's env file and go.work files
 }
 
 // fileState is one input file as Take found it.
@@ -114,6 +118,7 @@ func Take(root, target string, environ []string, prev *Snapshot) (*Snapshot, err
 	for _, kv := range env {
 		field("env", kv)
 	}
+	snap.env = env
 
 	// git runs while the files are read.
 	type identity struct {
@@ -126,10 +131,13 @@ func Take(root, target string, environ []string, prev *Snapshot) (*Snapshot, err
 		idc <- identity{info, err}
 	}()
 
-	if err := hashConfig(h, root, environ); err != nil {
+	ch := sha256.New()
+	if err := hashConfig(ch, root, environ); err != nil {
 		<-idc
 		return nil, err
 	}
+	snap.configSum = hex.EncodeToString(ch.Sum(nil))
+	field("config", snap.configSum)
 	files, err := inputFiles(root, prev)
 	if err != nil {
 		<-idc

@@ -26,7 +26,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"time"
 )
 
@@ -53,12 +52,19 @@ func Run(ctx context.Context, target string) error {
 	if err != nil {
 		return fmt.Errorf("working directory: %w", err)
 	}
+	var snap *Snapshot
 	if IsQuick(target) {
-		if ok, err := UpToDate(root, target, os.Stdout); err != nil || ok {
+		ok, s, err := upToDate(root, target, os.Stdout)
+		if err != nil || ok {
 			return err
 		}
+		snap = s
+	} else {
+		// The builder's stamp needs one; without it (signing keys
+		// set) the go command checks the builder.
+		snap, _ = Take(root, target, os.Environ(), nil)
 	}
-	exe, err := Builder(ctx, root)
+	exe, err := Builder(ctx, root, snap)
 	if err != nil {
 		return err
 	}
@@ -69,55 +75,37 @@ func Run(ctx context.Context, target string) error {
 // quick stamp in root/dist holds; it prints nothing and returns false when
 // the target must run. It returns an error only for a failure to print.
 func UpToDate(root, target string, out io.Writer) (bool, error) {
+	ok, _, err := upToDate(root, target, out)
+	return ok, err
+}
+
+// upToDate is UpToDate, returning the snapshot of the inputs it took (nil
+// when it could not take one).
+func upToDate(root, target string, out io.Writer) (bool, *Snapshot, error) {
 	dist := filepath.Join(root, "dist")
-	st, ok := readQuick(dist, target)
-	if !ok {
-		return false, nil
+	var prev *Snapshot
+	st, stamped := readQuick(dist, target)
+	if stamped {
+		prev = &st.Snapshot
 	}
-	snap, err := Take(root, target, os.Environ(), &st.Snapshot)
-	if err != nil || snap.Key != st.Key {
-		return false, nil
+	snap, err := Take(root, target, os.Environ(), prev)
+	if err != nil {
+		return false, nil, nil
+	}
+	if !stamped || snap.Key != st.Key {
+		return false, snap, nil
 	}
 	sizes, ok := st.check(dist)
 	if !ok {
-		return false, nil
+		return false, snap, nil
 	}
 	wd, _ := os.Getwd()
 	for i, a := range st.Artifacts {
 		if _, err := fmt.Fprint(out, Line(wd, filepath.Join(dist, filepath.FromSlash(a.Path)), sizes[i], 0, true)); err != nil {
-			return true, err
+			return true, snap, err
 		}
 	}
-	return true, nil
-}
-
-// BuilderPath is where Builder puts the builder for the repository at root.
-func BuilderPath(root string) string {
-	name := "kvmbuild"
-	if filepath.Separator == '\\' {
-		name += ".exe"
-	}
-	return filepath.Join(root, "dist", ".builder", name)
-}
-
-// Builder builds the builder into dist/.builder/ and returns its path. The
-// go command keeps the executable when it is up to date (its build ID
-// matches), so this costs a staleness check of the builder's packages, not
-// a link. CGO_ENABLED=0: the builder needs no C, and the check then runs no C
-// compiler.
-func Builder(ctx context.Context, root string) (string, error) {
-	exe := BuilderPath(root)
-	if err := os.MkdirAll(filepath.Dir(exe), 0o755); err != nil {
-		return "", fmt.Errorf("create %s: %w", filepath.Dir(exe), err)
-	}
-	cmd := exec.CommandContext(ctx, "go", "build", "-o", exe, BuilderPackage)
-	cmd.Dir = root
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		return "", fmt.Errorf("go build %s: %w\n%s", BuilderPackage, err, strings.TrimSpace(string(out)))
-	}
-	return exe, nil
+	return true, snap, nil
 }
 
 // RunBuilder runs the builder exe for target in root. The builder writes the

@@ -62,7 +62,7 @@ func fakeRepoAt(t *testing.T, settled bool) (root string, artifacts []string) {
 	return root, artifacts
 }
 
-func upToDate(t *testing.T, root string) (bool, string) {
+func quickHolds(t *testing.T, root string) (bool, string) {
 	t.Helper()
 	var out bytes.Buffer
 	ok, err := UpToDate(root, "iso", &out)
@@ -74,7 +74,7 @@ func upToDate(t *testing.T, root string) (bool, string) {
 
 func TestUpToDatePrintsThePipelineLines(t *testing.T) {
 	root, artifacts := fakeRepo(t)
-	ok, out := upToDate(t, root)
+	ok, out := quickHolds(t, root)
 	if !ok {
 		t.Fatal("an unchanged tree is not up to date")
 	}
@@ -90,7 +90,7 @@ func TestUpToDatePrintsThePipelineLines(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(root, "README.md"), []byte("edited\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if ok, _ := upToDate(t, root); !ok {
+	if ok, _ := quickHolds(t, root); !ok {
 		t.Error("an edit of README.md (not an input) made the target stale")
 	}
 }
@@ -195,11 +195,11 @@ func TestUpToDateNoticesEveryInput(t *testing.T) {
 			}
 			t.Run(name, func(t *testing.T) {
 				root, _ := fakeRepoAt(t, settled)
-				if ok, _ := upToDate(t, root); !ok {
+				if ok, _ := quickHolds(t, root); !ok {
 					t.Fatal("the fresh tree is not up to date")
 				}
 				c.change(t, root)
-				if ok, out := upToDate(t, root); ok || out != "" {
+				if ok, out := quickHolds(t, root); ok || out != "" {
 					t.Errorf("still up to date after the change (printed %q)", out)
 				}
 			})
@@ -318,5 +318,54 @@ func TestRunBuilderReturnsTheTargetsError(t *testing.T) {
 	err = RunBuilder(context.Background(), dir, exe, "iso", &stdout, &stderr)
 	if err == nil || !strings.Contains(err.Error(), "builder iso") || !strings.Contains(err.Error(), "exit status 7") {
 		t.Errorf("err = %v, want the builder, target and exit status", err)
+	}
+}
+
+// TestBuilderKeyCoversItsPackagesOnly: the builder's own stamp changes with
+// a file of its packages (or a subdirectory of one), go.mod, go.sum or the
+// Go environment, and not with an agent file it does not import.
+func TestBuilderKeyCoversItsPackagesOnly(t *testing.T) {
+	root, _ := fakeRepo(t)
+	dirs := []string{"build/iso"}
+	key := func() string {
+		t.Helper()
+		snap, err := Take(root, "test", os.Environ(), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return builderKey(snap, dirs)
+	}
+	write := func(rel, s string) {
+		t.Helper()
+		p := filepath.Join(root, filepath.FromSlash(rel))
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(s), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	k := key()
+	write("agent/methods/methods.go", "package methods // edited\n")
+	write("packaging/nfpm.yaml", "name: other\n")
+	if key() != k {
+		t.Error("an agent or packaging edit changed the builder's key")
+	}
+	for _, c := range []struct{ name, rel string }{
+		{"builder source", "build/iso/layout.go"},
+		{"embedded file in a subdirectory", "build/iso/files/readme.txt"},
+		{"go.mod", "go.mod"},
+		{"go.sum", "go.sum"},
+	} {
+		write(c.rel, "changed "+c.name+"\n")
+		if n := key(); n == k {
+			t.Errorf("a change of %s (%s) left the builder's key", c.name, c.rel)
+		} else {
+			k = n
+		}
+	}
+	t.Setenv("GOFLAGS", "-tags=x")
+	if key() == k {
+		t.Error("GOFLAGS left the builder's key")
 	}
 }

@@ -87,28 +87,5 @@ func WriteQuickStamp(dist, target string, snap *Snapshot, artifacts []string) er
 	if err != nil {
 		return fmt.Errorf("encode quick stamp: %w", err)
 	}
-	st := QuickStampPath(dist, target)
-	if err := os.MkdirAll(filepath.Dir(st), 0o755); err != nil {
-		return fmt.Errorf("create %s: %w", filepath.Dir(st), err)
-	}
-	tmp, err := os.CreateTemp(filepath.Dir(st), ".quick-*")
-	if err != nil {
-		return fmt.Errorf("write quick stamp: %w", err)
-	}
-	_, werr := tmp.Write(b)
-	if werr == nil {
-		werr = tmp.Chmod(0o644)
-	}
-	cerr := tmp.Close()
-	if werr == nil {
-		werr = cerr
-	}
-	if werr == nil {
-		werr = os.Rename(tmp.Name(), st)
-	}
-	if werr != nil {
-		os.Remove(tmp.Name())
-		return fmt.Errorf("write quick stamp %s: %w", st, werr)
-	}
-	return nil
+	return writeAtomic(QuickStampPath(dist, target), b)
 }
