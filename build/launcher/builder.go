@@ -57,15 +57,22 @@ type builderStamp struct {
 // compiler to check it.
 func Builder(ctx context.Context, root string, snap *Snapshot) (string, error) {
 	exe := BuilderPath(root)
+	if err := os.MkdirAll(filepath.Dir(exe), 0o755); err != nil {
+		return "", fmt.Errorf("create %s: %w", filepath.Dir(exe), err)
+	}
+	// One launcher at a time builds the builder and writes its stamp, so
+	// that a stamp never pairs one run's key with another's executable.
+	unlock, err := lockFile(filepath.Join(filepath.Dir(exe), ".lock"))
+	if err != nil {
+		return "", err
+	}
+	defer unlock()
 	if snap != nil {
 		if st, ok := readBuilderStamp(root); ok && st.Key == builderKey(snap, st.Dirs) && st.holds(exe) {
 			return exe, nil
 		}
 	}
 	_ = os.Remove(builderStampPath(root))
-	if err := os.MkdirAll(filepath.Dir(exe), 0o755); err != nil {
-		return "", fmt.Errorf("create %s: %w", filepath.Dir(exe), err)
-	}
 	if _, err := goCmd(ctx, root, "build", "-o", exe, BuilderPackage); err != nil {
 		return "", err
 	}
