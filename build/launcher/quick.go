@@ -38,6 +38,16 @@ func readQuick(dist, target string) (quickStamp, bool) {
 	return s, true
 }
 
+// TakeFor is Take for target in the repository at root with the current
+// environment, reusing the hashes its quick stamp recorded.
+func TakeFor(root, target string) (*Snapshot, error) {
+	var prev *Snapshot
+	if st, ok := readQuick(filepath.Join(root, "dist"), target); ok {
+		prev = &st.Snapshot
+	}
+	return Take(root, target, os.Environ(), prev)
+}
+
 // check reports whether every artifact is still the regular file it was
 // when the stamp was written, and returns their sizes.
 func (s quickStamp) check(dist string) ([]int64, bool) {

@@ -16,7 +16,7 @@ import (
 func options(root, target string) pipeline.Options {
 	opts := pipeline.Options{Root: root, Out: os.Stdout, Getenv: os.Getenv}
 	if launcher.IsQuick(target) {
-		snap, err := launcher.Take(root, target, os.Environ(), nil)
+		snap, err := launcher.TakeFor(root, target)
 		// Without a key (signing keys set: signed builds always go
 		// through the pipeline; or a failure that the pipeline meets
 		// too and reports) the run writes no quick stamp.
