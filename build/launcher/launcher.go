@@ -9,13 +9,14 @@
 // the target's quick stamp (dist/.stamps/quick-<target>.json, written by
 // build/pipeline under its lock at the end of a successful run): when the
 // build identity (version, commit, SOURCE_DATE_EPOCH), the Go version, the
-// Go and signing environment, every input file (go.mod, go.sum, agent/,
-// build/, magefiles/, packaging/, installers/, by content) and every artifact
-// (by size and modification time) are as that run left them, it prints the
-// artifact lines the pipeline would print and returns. Anything else, and
-// every other target, builds the builder (build/cmd/kvmbuild, with go build
-// into dist/.builder/, which the go command finds up to date or relinks) and
-// runs it.
+// Go and project environment (with signing keys set there is no quick
+// stamp), every input file (go.mod, go.sum, agent/, build/, magefiles/,
+// packaging/, installers/, by content) and every artifact (by size and
+// modification time) are as that run left them, it prints the artifact
+// lines the pipeline would print and returns. Anything else, and every
+// other target, runs the builder (build/cmd/kvmbuild in dist/.builder/):
+// as is when its own stamp shows that none of its packages' files, go.mod,
+// go.sum nor the Go environment changed, else after go build.
 package launcher
 
 import (
