@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"io"
 	"strings"
 	"testing"
@@ -136,5 +137,40 @@ func BenchmarkFileWriteLine(b *testing.B) {
 	b.ResetTimer()
 	if err := s.ServeConn(context.Background(), conn); err != nil {
 		b.Fatal(err)
+	}
+}
+
+// BenchmarkFileWriteSpooled pushes a 10 MiB file_write (base64) through the
+// reader with its content spooled to a file as it streams in, to a handler
+// that reads the spool back: the server's share of a file_write.
+func BenchmarkFileWriteSpooled(b *testing.B) {
+	content := base64.StdEncoding.EncodeToString(make([]byte, 10<<20))
+	line := []byte(`{"jsonrpc":"2.0","method":"file_write","params":{"path":"/tmp/x","encoding":"base64","content":"` + content + `"},"id":1}` + "\n")
+	h := testHandlers()
+	h["file_write"] = func(ctx context.Context, params json.RawMessage) (any, error) {
+		sp := SpooledContent(ctx)
+		if sp == nil {
+			return nil, errors.New("content not spooled")
+		}
+		n, err := io.Copy(io.Discard, sp.Reader())
+		return protocol.FileWriteResult{BytesWritten: n, Path: "/tmp/x"}, err
+	}
+	s := New(h, Options{Spooled: map[string]bool{"file_write": true}, SpoolDir: b.TempDir()})
+	b.ReportAllocs()
+	b.SetBytes(int64(len(line)))
+	conn := &pipeConn{r: io.LimitReader(&repeater{line: line}, int64(b.N)*int64(len(line)))}
+	b.ResetTimer()
+	if err := s.ServeConn(context.Background(), conn); err != nil {
+		b.Fatal(err)
+	}
+}
+
+func BenchmarkHasControl(b *testing.B) {
+	buf := []byte(strings.Repeat("QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVo=", 2000))[:64<<10]
+	b.SetBytes(int64(len(buf)))
+	for b.Loop() {
+		if hasControl(buf) {
+			b.Fatal("control byte found in base64 text")
+		}
 	}
 }
