@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"net"
 	"strings"
 	"testing"
 
@@ -96,13 +97,39 @@ func BenchmarkServePipelined(b *testing.B) {
 }
 
 // BenchmarkRoundTrip measures one request at a time over a unix socket pair,
-// as a host waiting for each reply sees it.
+// as a host waiting for each reply sees it. "server" is the agent's server;
+// "floor" is the least any Go server can do on the same socket: read a
+// line, write a fixed reply of the same size, nothing else. The difference
+// is all the server's own work per request; the floor is wake-ups and
+// system calls on both sides.
 func BenchmarkRoundTrip(b *testing.B) {
-	s := New(testHandlers(), Options{})
+	b.Run("server", func(b *testing.B) {
+		benchRoundTrip(b, func(c net.Conn) {
+			// Options.Inline as the agent sets it for ping.
+			New(testHandlers(), Options{Inline: map[string]bool{"ping": true}}).ServeConn(context.Background(), c)
+		})
+	})
+	b.Run("floor", func(b *testing.B) {
+		benchRoundTrip(b, func(c net.Conn) {
+			reply := []byte(`{"jsonrpc":"2.0","result":{"pong":true,"timestamp":1700000000},"id":12345}` + "\n")
+			r := bufio.NewReader(c)
+			for {
+				if _, err := r.ReadSlice('\n'); err != nil {
+					return
+				}
+				if _, err := c.Write(reply); err != nil {
+					return
+				}
+			}
+		})
+	})
+}
+
+func benchRoundTrip(b *testing.B, serve func(net.Conn)) {
 	t := &testing.T{}
 	a, c := socketPair(t)
 	defer a.Close()
-	go s.ServeConn(context.Background(), c)
+	go func() { serve(c); c.Close() }()
 	r := bufio.NewReader(a)
 	req := []byte(pingLine)
 	b.ReportAllocs()
