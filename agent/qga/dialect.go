@@ -208,10 +208,8 @@ func (d *Dialect) ServeConn(ctx context.Context, rw io.ReadWriter) error {
 		}
 		hold := d.opts.Budget.Adopt(it.charged)
 		defer hold.Release()
-		if reply := d.handle(server.WithHold(hctx, hold), it); reply != nil {
-			if _, err := rw.Write(reply); err != nil {
-				return true, fmt.Errorf("write reply: %w", err)
-			}
+		if err := d.handle(server.WithHold(hctx, hold), it).writeTo(rw); err != nil {
+			return true, fmt.Errorf("write reply: %w", err)
 		}
 		return true, nil
 	}
@@ -236,11 +234,8 @@ func (d *Dialect) ServeConn(ctx context.Context, rw io.ReadWriter) error {
 		// The command's memory: its request, what its handler reserves,
 		// its reply; given back once the reply is written.
 		hold := d.opts.Budget.Adopt(it.charged)
-		reply := d.handle(server.WithHold(hctx, hold), it)
-		if reply != nil {
-			if _, err := rw.Write(reply); err != nil {
-				werr = fmt.Errorf("write reply: %w", err)
-			}
+		if err := d.handle(server.WithHold(hctx, hold), it).writeTo(rw); err != nil {
+			werr = fmt.Errorf("write reply: %w", err)
 		}
 		hold.Release()
 		pending.Add(-1)
@@ -350,15 +345,15 @@ func (d *Dialect) isInline(it item) bool {
 	return false
 }
 
-// handle runs one request and returns its reply line, or nil when none is
-// due (a success of a command without success response).
-func (d *Dialect) handle(ctx context.Context, it item) []byte {
+// handle runs one request and returns its reply (the zero reply when none
+// is due: a success of a command without success response).
+func (d *Dialect) handle(ctx context.Context, it item) reply {
 	if it.err != nil {
-		return encodeError(it.err, nil)
+		return reply{line: encodeError(it.err, nil)}
 	}
 	ms, qerr := members(it.obj)
 	if qerr != nil {
-		return encodeError(qerr, nil)
+		return reply{line: encodeError(qerr, nil)}
 	}
 	var id, args []byte
 	name := ""
@@ -372,55 +367,61 @@ func (d *Dialect) handle(ctx context.Context, it item) []byte {
 		switch m.key {
 		case "execute":
 			if m.val[0] != '"' || json.Unmarshal(m.val, &name) != nil {
-				return encodeError(Errorf("QMP input member 'execute' must be a string"), id)
+				return reply{line: encodeError(Errorf("QMP input member 'execute' must be a string"), id)}
 			}
 			hasExecute = true
 		case "arguments":
 			if m.val[0] != '{' {
-				return encodeError(Errorf("QMP input member 'arguments' must be an object"), id)
+				return reply{line: encodeError(Errorf("QMP input member 'arguments' must be an object"), id)}
 			}
 			args = m.val
 		case "id":
 		default:
-			return encodeError(Errorf("QMP input member '%s' is unexpected", m.key), id)
+			return reply{line: encodeError(Errorf("QMP input member '%s' is unexpected", m.key), id)}
 		}
 	}
 	if !hasExecute {
-		return encodeError(Errorf("QMP input lacks member 'execute'"), id)
+		return reply{line: encodeError(Errorf("QMP input lacks member 'execute'"), id)}
 	}
 	c := d.byName[name]
 	if c == nil {
 		if qapi.Known(name) {
-			return encodeError(errDisabled(name), id)
+			return reply{line: encodeError(errDisabled(name), id)}
 		}
-		return encodeError(errNotFound(name), id)
+		return reply{line: encodeError(errNotFound(name), id)}
 	}
 	if !d.enabled(c) {
-		return encodeError(errDisabled(name), id)
+		return reply{line: encodeError(errDisabled(name), id)}
 	}
 	d.log.Debug("qga command", "command", name)
 	if len(args) > 64<<10 {
 		// Decoding copies big arguments (a guest-file-write's base64
 		// string, then its bytes).
 		if err := server.Reserve(ctx, 2*int64(len(args))); err != nil {
-			return encodeError(asError(err), id)
+			return reply{line: encodeError(asError(err), id)}
 		}
 	}
 	result, err := d.call(ctx, c, args)
 	if err != nil {
 		qe := asError(err)
 		d.log.Debug("qga command failed", "command", name, "class", qe.Class, "desc", qe.Desc)
-		return encodeError(qe, id)
+		return reply{line: encodeError(qe, id)}
 	}
 	if c.NoSuccessResponse {
-		return nil
+		return reply{}
 	}
-	reply, err := encodeReturn(result, id, c.delimited)
+	if sr, ok := result.(streamedReturn); ok && !c.delimited {
+		var tail bytes.Buffer
+		writeID(&tail, id)
+		tail.WriteString("}\n")
+		return reply{line: []byte(`{"return":`), body: sr, tail: tail.Bytes()}
+	}
+	line, err := encodeReturn(result, id, c.delimited)
 	if err != nil {
 		d.log.Error("qga: cannot encode a reply", "command", name, "err", err)
-		return encodeError(Errorf("cannot encode the reply: %v", err), id)
+		return reply{line: encodeError(Errorf("cannot encode the reply: %v", err), id)}
 	}
-	return reply
+	return reply{line: line}
 }
 
 // call runs the handler; a panic is an error reply, not a dead agent.

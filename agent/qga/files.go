@@ -8,6 +8,7 @@ import (
 	"errors"
 	"io"
 	"os"
+	"strconv"
 	"sync"
 
 	"github.com/kvmmanager/guest-agent/agent/methods"
@@ -150,25 +151,26 @@ func (d *Dialect) fileClose(ctx context.Context, a *qapi.GuestFileHandleArgs) (a
 	return nil, nil
 }
 
-func (d *Dialect) fileRead(ctx context.Context, a *qapi.GuestFileReadArgs) (qapi.GuestFileRead, error) {
+func (d *Dialect) fileRead(ctx context.Context, a *qapi.GuestFileReadArgs) (*fileReadReturn, error) {
 	t, err := tableOf(ctx)
 	if err != nil {
-		return qapi.GuestFileRead{}, err
+		return nil, err
 	}
 	f, err := t.get(a.Handle)
 	if err != nil {
-		return qapi.GuestFileRead{}, err
+		return nil, err
 	}
 	count := min(int64(defaultReadCount), d.svc.MaxFileSize())
 	if a.Count != nil {
 		count = *a.Count
 	}
 	if count < 0 || count > d.svc.MaxFileSize() {
-		return qapi.GuestFileRead{}, Errorf("value '%d' is invalid for argument count", count)
+		return nil, Errorf("value '%d' is invalid for argument count", count)
 	}
-	// The buffer, its base64 string and the reply's two encoded copies.
-	if err := server.Reserve(ctx, count+3*int64(base64.StdEncoding.EncodedLen(int(count)))+256); err != nil {
-		return qapi.GuestFileRead{}, err
+	// The buffer and the reply's chunk: the base64 text is encoded while
+	// the reply is written, never held whole.
+	if err := server.Reserve(ctx, count+chunkSize+256); err != nil {
+		return nil, err
 	}
 	buf := make([]byte, count)
 	n, err := methods.ReadNoWait(f, buf)
@@ -179,9 +181,34 @@ func (d *Dialect) fileRead(ctx context.Context, a *qapi.GuestFileReadArgs) (qapi
 	case errors.Is(err, methods.ErrNoData) && n > 0:
 		// What was there; the rest has not come yet.
 	case err != nil:
-		return qapi.GuestFileRead{}, Errorf("failed to read file: %s", errText(err))
+		return nil, Errorf("failed to read file: %s", errText(err))
 	}
-	return qapi.GuestFileRead{Count: int64(n), BufB64: base64.StdEncoding.EncodeToString(buf[:n]), EOF: eof}, nil
+	return &fileReadReturn{data: buf[:n], eof: eof}, nil
+}
+
+// fileReadReturn is guest-file-read's return (qapi.GuestFileRead) with the
+// data still in bytes: it is base64-encoded as the reply is written.
+type fileReadReturn struct {
+	data []byte
+	eof  bool
+}
+
+// writeJSON writes what encoding/json makes of qapi.GuestFileRead:
+// {"count":N,"buf-b64":"...","eof":B} (base64 needs no JSON escapes).
+func (r *fileReadReturn) writeJSON(cw *chunkWriter) {
+	var num [32]byte
+	cw.write([]byte(`{"count":`))
+	cw.write(strconv.AppendInt(num[:0], int64(len(r.data)), 10))
+	cw.write([]byte(`,"buf-b64":"`))
+	enc := base64.StdEncoding
+	for data := r.data; len(data) > 0 && cw.err == nil; {
+		room := cw.free(4 << 10)
+		n := min(len(data), len(room)/4*3) // whole 3-byte groups: no padding inside
+		enc.Encode(room, data[:n])
+		cw.wrote(enc.EncodedLen(n))
+		data = data[n:]
+	}
+	cw.write([]byte(`","eof":` + strconv.FormatBool(r.eof) + `}`))
 }
 
 func (d *Dialect) fileWrite(ctx context.Context, a *qapi.GuestFileWriteArgs) (qapi.GuestFileWrite, error) {
