@@ -175,6 +175,9 @@ type hostWatcher interface {
 	OnHostGone(fn func())
 }
 
+// maxInlineOut bounds the inline replies collected before they are written.
+const maxInlineOut = 64 << 10
+
 // queueDepth bounds the requests read ahead of the one running.
 const queueDepth = 4
 
@@ -202,20 +205,47 @@ func (d *Dialect) ServeConn(ctx context.Context, rw io.ReadWriter) error {
 	// nothing is queued or running and it may answer an inline command
 	// itself without breaking the order of replies.
 	var pending atomic.Int64
+	// The replies of inline commands are collected while one read's
+	// requests are handled and written together (one write for a host's
+	// burst of pings), before anything is queued and before the next read,
+	// so they stay in order.
+	var out []byte
+	flush := func() error {
+		if len(out) == 0 {
+			return nil
+		}
+		_, err := rw.Write(out)
+		out = out[:0]
+		if err != nil {
+			return fmt.Errorf("write reply: %w", err)
+		}
+		return nil
+	}
 	inline := func(it item) (bool, error) {
 		if pending.Load() != 0 || !d.isInline(it) {
 			return false, nil
 		}
 		hold := d.opts.Budget.Adopt(it.charged)
 		defer hold.Release()
-		if err := d.handle(server.WithHold(hctx, hold), it).writeTo(rw); err != nil {
-			return true, fmt.Errorf("write reply: %w", err)
+		r := d.handle(server.WithHold(hctx, hold), it)
+		if r.body != nil {
+			if err := flush(); err != nil {
+				return true, err
+			}
+			if err := r.writeTo(rw); err != nil {
+				return true, fmt.Errorf("write reply: %w", err)
+			}
+			return true, nil
+		}
+		out = append(out, r.line...)
+		if len(out) >= maxInlineOut {
+			return true, flush()
 		}
 		return true, nil
 	}
 	go func() {
 		defer close(items)
-		readDone <- d.readLoop(rw, items, stop, &pending, inline)
+		readDone <- d.readLoop(rw, items, stop, &pending, inline, flush)
 	}()
 	interrupt := func() {
 		if rd, ok := rw.(readDeadliner); ok {
@@ -273,7 +303,7 @@ func (d *Dialect) ServeConn(ctx context.Context, rw io.ReadWriter) error {
 }
 
 // readLoop feeds what rw yields to a stream and queues its items.
-func (d *Dialect) readLoop(rw io.Reader, items chan<- item, stop <-chan struct{}, pending *atomic.Int64, inline func(item) (bool, error)) error {
+func (d *Dialect) readLoop(rw io.Reader, items chan<- item, stop <-chan struct{}, pending *atomic.Int64, inline func(item) (bool, error), flush func() error) error {
 	st := &stream{max: d.opts.MaxObject, budget: d.opts.Budget, stop: stop}
 	defer st.drop()
 	buf := make([]byte, 64<<10)
@@ -290,6 +320,11 @@ func (d *Dialect) readLoop(rw io.Reader, items chan<- item, stop <-chan struct{}
 			}
 			return
 		}
+		if err := flush(); err != nil {
+			d.opts.Budget.Free(it.charged)
+			werr, stopped = err, true
+			return
+		}
 		pending.Add(1)
 		select {
 		case items <- it:
@@ -302,6 +337,9 @@ func (d *Dialect) readLoop(rw io.Reader, items chan<- item, stop <-chan struct{}
 		n, err := rw.Read(buf)
 		if n > 0 {
 			st.feed(buf[:n], emit)
+			if werr == nil && !stopped {
+				werr = flush()
+			}
 		}
 		if werr != nil {
 			return werr
