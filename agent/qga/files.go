@@ -3,8 +3,10 @@
 package qga
 
 import (
+	"bytes"
 	"context"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"io"
 	"os"
@@ -36,7 +38,7 @@ func (d *Dialect) fileCommands() []Command {
 		{Name: qapi.CmdFileOpen, Handler: Typed(d.fileOpen)},
 		{Name: qapi.CmdFileClose, Handler: Typed(d.fileClose)},
 		{Name: qapi.CmdFileRead, Handler: Typed(d.fileRead), Method: protocol.MethodFileRead},
-		{Name: qapi.CmdFileWrite, Handler: Typed(d.fileWrite), Method: protocol.MethodFileWrite},
+		{Name: qapi.CmdFileWrite, Handler: d.fileWriteHandler, Method: protocol.MethodFileWrite},
 		{Name: qapi.CmdFileSeek, Handler: Typed(d.fileSeek)},
 		{Name: qapi.CmdFileFlush, Handler: Typed(d.fileFlush)},
 	}
@@ -211,7 +213,58 @@ func (r *fileReadReturn) writeJSON(cw *chunkWriter) {
 	cw.write([]byte(`","eof":` + strconv.FormatBool(r.eof) + `}`))
 }
 
-func (d *Dialect) fileWrite(ctx context.Context, a *qapi.GuestFileWriteArgs) (qapi.GuestFileWrite, error) {
+// fileWriteArgs are qapi.GuestFileWriteArgs with the base64 text decoded
+// straight from the request's bytes (no string copy of it).
+type fileWriteArgs struct {
+	Handle int64    `json:"handle"`
+	BufB64 b64Bytes `json:"buf-b64"`
+	Count  *int64   `json:"count,omitempty"`
+}
+
+// b64Bytes decodes a JSON string of base64 into its bytes; text that is
+// not base64 is recorded (bad), so that the command answers qemu-ga's
+// "Base64 data contains invalid characters" after the other arguments
+// were checked.
+type b64Bytes struct {
+	data []byte
+	bad  bool
+}
+
+func (b *b64Bytes) UnmarshalJSON(raw []byte) error {
+	if len(raw) < 2 || raw[0] != '"' {
+		return errors.New("not a string")
+	}
+	text := raw[1 : len(raw)-1]
+	if bytes.IndexByte(text, '\\') >= 0 {
+		// JSON escapes (never in base64 as hosts send it, but legal).
+		var s string
+		if err := json.Unmarshal(raw, &s); err != nil {
+			return err
+		}
+		text = []byte(s)
+	}
+	enc := base64.StdEncoding
+	b.data = make([]byte, enc.DecodedLen(len(text)))
+	n, err := enc.Decode(b.data, text)
+	b.data, b.bad = b.data[:n], err != nil
+	return nil
+}
+
+// fileWriteHandler decodes guest-file-write's arguments; on an error the
+// schema's struct is decoded for qemu-ga's exact text.
+func (d *Dialect) fileWriteHandler(ctx context.Context, raw json.RawMessage) (any, error) {
+	var a fileWriteArgs
+	if err := decodeArgs(raw, &a); err != nil {
+		var std qapi.GuestFileWriteArgs
+		if serr := decodeArgs(raw, &std); serr != nil {
+			return nil, serr
+		}
+		return nil, err
+	}
+	return d.fileWrite(ctx, &a)
+}
+
+func (d *Dialect) fileWrite(ctx context.Context, a *fileWriteArgs) (qapi.GuestFileWrite, error) {
 	t, err := tableOf(ctx)
 	if err != nil {
 		return qapi.GuestFileWrite{}, err
@@ -220,10 +273,10 @@ func (d *Dialect) fileWrite(ctx context.Context, a *qapi.GuestFileWriteArgs) (qa
 	if err != nil {
 		return qapi.GuestFileWrite{}, err
 	}
-	buf, err := base64.StdEncoding.DecodeString(a.BufB64)
-	if err != nil {
+	if a.BufB64.bad {
 		return qapi.GuestFileWrite{}, Errorf("Base64 data contains invalid characters")
 	}
+	buf := a.BufB64.data
 	count := int64(len(buf))
 	if a.Count != nil {
 		count = *a.Count
