@@ -197,6 +197,13 @@ func (d *Dialect) ServeConn(ctx context.Context, rw io.ReadWriter) error {
 		hg.OnHostGone(sess.hostGone)
 	}
 
+	// conn does the reads and writes; rw keeps its other abilities
+	// (deadlines, host watching).
+	var conn io.ReadWriter = rw
+	if raw := newRawIO(rw); raw != nil {
+		conn = raw
+	}
+
 	items := make(chan item, queueDepth)
 	stop := make(chan struct{})
 	readDone := make(chan error, 1)
@@ -214,7 +221,7 @@ func (d *Dialect) ServeConn(ctx context.Context, rw io.ReadWriter) error {
 		if len(out) == 0 {
 			return nil
 		}
-		_, err := rw.Write(out)
+		_, err := conn.Write(out)
 		out = out[:0]
 		if err != nil {
 			return fmt.Errorf("write reply: %w", err)
@@ -232,7 +239,7 @@ func (d *Dialect) ServeConn(ctx context.Context, rw io.ReadWriter) error {
 			if err := flush(); err != nil {
 				return true, err
 			}
-			if err := r.writeTo(rw); err != nil {
+			if err := r.writeTo(conn); err != nil {
 				return true, fmt.Errorf("write reply: %w", err)
 			}
 			return true, nil
@@ -245,7 +252,7 @@ func (d *Dialect) ServeConn(ctx context.Context, rw io.ReadWriter) error {
 	}
 	go func() {
 		defer close(items)
-		readDone <- d.readLoop(rw, items, stop, &pending, inline, flush)
+		readDone <- d.readLoop(conn, items, stop, &pending, inline, flush)
 	}()
 	interrupt := func() {
 		if rd, ok := rw.(readDeadliner); ok {
@@ -264,7 +271,7 @@ func (d *Dialect) ServeConn(ctx context.Context, rw io.ReadWriter) error {
 		// The command's memory: its request, what its handler reserves,
 		// its reply; given back once the reply is written.
 		hold := d.opts.Budget.Adopt(it.charged)
-		if err := d.handle(server.WithHold(hctx, hold), it).writeTo(rw); err != nil {
+		if err := d.handle(server.WithHold(hctx, hold), it).writeTo(conn); err != nil {
 			werr = fmt.Errorf("write reply: %w", err)
 		}
 		hold.Release()
