@@ -9,7 +9,6 @@ import (
 	"net"
 	"os"
 	"sync"
-	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -42,7 +41,7 @@ func listenUnix(path string) (*net.UnixListener, error) {
 	case err == nil && fi.Mode().Type() != fs.ModeSocket:
 		return nil, fmt.Errorf("listen on %s: refusing to replace an existing %s that is not a socket", path, describe(fi))
 	case err == nil:
-		if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
+		if c, err := net.DialUnix("unix", nil, &net.UnixAddr{Name: path, Net: "unix"}); err == nil {
 			c.Close()
 			return nil, fmt.Errorf("listen on %s: another process is listening on this socket", path)
 		}
