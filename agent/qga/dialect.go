@@ -36,6 +36,7 @@ import (
 	"github.com/kvmmanager/guest-agent/agent/methods"
 	"github.com/kvmmanager/guest-agent/agent/qga/qapi"
 	"github.com/kvmmanager/guest-agent/agent/server"
+	"github.com/kvmmanager/guest-agent/agent/transport/rawio"
 )
 
 // Options configure a Dialect. Zero values mean the defaults.
@@ -200,7 +201,7 @@ func (d *Dialect) ServeConn(ctx context.Context, rw io.ReadWriter) error {
 	// conn does the reads and writes; rw keeps its other abilities
 	// (deadlines, host watching).
 	var conn io.ReadWriter = rw
-	if raw := newRawIO(rw); raw != nil {
+	if raw := rawio.New(rw); raw != nil {
 		conn = raw
 	}
 

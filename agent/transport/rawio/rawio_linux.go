@@ -1,4 +1,7 @@
-package qga
+// Package rawio reads and writes a connection's non-blocking descriptor with
+// raw system calls, for the agent's request loops (protocol 1.0's server and
+// the QGA dialect); the runtime's poller still does the waiting.
+package rawio
 
 import (
 	"io"
@@ -8,12 +11,22 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// rawIO reads and writes a connection's non-blocking descriptor with raw
-// system calls, the waiting left to the runtime's poller as before. A
-// request and its reply then cost one read and one write and no more: an
-// ordinary system call, made while the runtime has nothing else to run,
-// wakes its monitor thread (sysmon), which costs a context switch or two
-// per request, more than the request itself (ping).
+// New returns a reader and writer of rw's non-blocking descriptor that
+// makes raw system calls, the waiting left to the runtime's poller as
+// before, or nil when rw has no descriptor or it is blocking (a raw read
+// would then hold the runtime's thread). A request and its reply then cost
+// one read and one write and no more: an ordinary system call, made while
+// the runtime has nothing else to run, wakes its monitor thread (sysmon),
+// which costs a context switch or two per request, more than a ping
+// itself. Deadlines, closing and the rest stay with rw.
+func New(rw io.ReadWriter) io.ReadWriter {
+	if r := newRawIO(rw); r != nil {
+		return r
+	}
+	return nil
+}
+
+// rawIO is New's reader and writer.
 type rawIO struct {
 	rc syscall.RawConn
 }
