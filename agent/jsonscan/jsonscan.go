@@ -119,6 +119,45 @@ func Members(b []byte, fn func(name string, val []byte) bool) {
 // in the JSON object b (names compared after unescaping, so "a" and "\u0061"
 // are the same member), and whether there is one. b must be valid JSON.
 func DuplicateMember(b []byte) (string, bool) {
+	// Every request is checked: its few members, with names that need no
+	// unescaping, are compared in place, without allocating. Escapes or
+	// more members take the general way.
+	var names [16][]byte
+	n := 0
+	i := SkipSpace(b, 0)
+	if i >= len(b) || b[i] != '{' {
+		return "", false
+	}
+	i = SkipSpace(b, i+1)
+	for i < len(b) && b[i] == '"' {
+		ke, escaped := String(b, i)
+		if escaped || n == len(names) || ke < i+2 {
+			return duplicateMember(b)
+		}
+		name := b[i+1 : ke-1]
+		for _, m := range names[:n] {
+			if bytes.Equal(m, name) {
+				return string(name), true
+			}
+		}
+		names[n] = name
+		n++
+		i = SkipSpace(b, ke)
+		if i >= len(b) || b[i] != ':' {
+			return "", false
+		}
+		i = SkipSpace(b, Value(b, SkipSpace(b, i+1)))
+		if i >= len(b) || b[i] != ',' {
+			return "", false
+		}
+		i = SkipSpace(b, i+1)
+	}
+	return "", false
+}
+
+// duplicateMember is DuplicateMember for any object: names unescaped, any
+// number of members.
+func duplicateMember(b []byte) (string, bool) {
 	var small []string
 	var seen map[string]bool
 	dup, found := "", false

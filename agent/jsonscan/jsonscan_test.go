@@ -97,11 +97,27 @@ func TestDuplicateMember(t *testing.T) {
 		{`{"a\"b":1,"a\u0022b":2}`, `a"b`, true},
 		{many + `"z":1}`, "", false},
 		{many + `"kab":2}`, "kab", true},
+		{many + `"kaa":2}`, "kaa", true}, // the first member again, after 40
+		{`{"jsonrpc":"2.0","id":1,"method":"ping","id":2}`, "id", true},
+		{`{"jsonrpc":"2.0","id":1,"method":"ping","params":{"id":2}}`, "", false},
+		{`{"a":1,"\u0061":2}`, "a", true}, // an escape after plain names
+		{`{"":1,"":2}`, "", true},
+		{`{"ab":1,"a":2,"b":3}`, "", false},
 	}
 	for _, tt := range tests {
 		got, dup := DuplicateMember([]byte(tt.in))
 		if got != tt.want || dup != tt.dup {
 			t.Errorf("DuplicateMember(%s) = %q, %v; want %q, %v", tt.in, got, dup, tt.want, tt.dup)
+		}
+	}
+}
+
+func BenchmarkDuplicateMember(b *testing.B) {
+	req := []byte(`{"jsonrpc":"2.0","id":12345,"method":"ping"}`)
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, dup := DuplicateMember(req); dup {
+			b.Fatal("duplicate reported")
 		}
 	}
 }

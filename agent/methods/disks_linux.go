@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"path"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -36,9 +37,19 @@ func (s *Service) sysRel(p string) string {
 	return "/" + rel
 }
 
-// resolveSys follows the symlinks of a sysfs path under the host root and
-// returns the real path relative to the host root.
+// resolveSys follows the symlink of a sysfs path under the host root and
+// returns the real path relative to the host root. The links sysfs makes to
+// devices (/sys/block/X, /sys/dev/block/M:m, .../slaves/X) are relative and
+// lead into /sys/devices, whose directories are real directories: one
+// readlink(2) resolved textually gives the same path as a walk that lstats
+// every component. Anything else (an absolute link, one that leads outside
+// /sys/devices, not a link at all) is walked.
 func (s *Service) resolveSys(p string) (string, error) {
+	if target, err := os.Readlink(s.hostPath(p)); err == nil && !path.IsAbs(target) {
+		if r := path.Join(path.Dir(p), target); strings.HasPrefix(r, "/sys/devices/") && strings.HasPrefix(p, "/sys/") {
+			return r, nil
+		}
+	}
 	r, err := filepath.EvalSymlinks(s.hostPath(p))
 	if err != nil {
 		return "", err
@@ -204,6 +215,14 @@ func (s *Service) diskAddress(dev, name string) *protocol.DiskAddress {
 // in sysfs: udev makes "0QEMU_QEMU_CD-ROM_drive-scsi0-0-0-0" from its
 // inquiry data).
 func (s *Service) diskSerial(disk string) string {
+	if v := s.serials.sysfsSerial(disk, s.hostPath(disk), s.sysfsDiskSerial); v != "" {
+		return v
+	}
+	return s.udevSerial(disk)
+}
+
+// sysfsDiskSerial is the serial sysfs has for the disk, or "".
+func (s *Service) sysfsDiskSerial(disk string) string {
 	for _, p := range []string{"/serial", "/device/serial"} {
 		if v := s.readSysString(disk + p); v != "" {
 			return v
@@ -215,7 +234,7 @@ func (s *Service) diskSerial(disk string) string {
 			return strings.TrimSpace(strings.Trim(v[4:], "\x00"))
 		}
 	}
-	return s.udevSerial(disk)
+	return ""
 }
 
 // udevSerial returns the ID_SERIAL property udev recorded for the block

@@ -212,3 +212,50 @@ func TestDisksRealMachine(t *testing.T) {
 		}
 	}
 }
+
+// TestFSInfoSerialAfterHotplug checks that a disk replaced under the same
+// name (hot-unplugged, another plugged in: a new sysfs node) is reported
+// with the new disk's serial, not a remembered one.
+func TestFSInfoSerialAfterHotplug(t *testing.T) {
+	root := fakeMachine(t)
+	s := New(seedConfig(t), Options{HostRoot: root, Power: &fakePower{t: t}})
+	s.statfs = func(string, *unix.Statfs_t) error { return unix.EIO }
+	serialOf := func(mountPoint string) string {
+		t.Helper()
+		got, err := s.FSInfo(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, f := range got {
+			if f.Mountpoint == mountPoint {
+				if len(f.Disks) != 1 {
+					t.Fatalf("%s: disks %+v, want one", mountPoint, f.Disks)
+				}
+				return f.Disks[0].Serial
+			}
+		}
+		t.Fatalf("%s not listed in %+v", mountPoint, got)
+		return ""
+	}
+	for range 2 {
+		if got := serialOf("/boot"); got != "VDA-SERIAL" {
+			t.Fatalf("serial before the hot-plug = %q, want VDA-SERIAL", got)
+		}
+	}
+	// The old node is kept (renamed) so that the new one cannot get its inode.
+	dir := filepath.Join(root, vdaDir)
+	if err := os.Rename(dir, dir+".unplugged"); err != nil {
+		t.Fatal(err)
+	}
+	for p, v := range map[string]string{"size": "100\n", "serial": "NEW-DISK\n", "vda1/partition": "1\n"} {
+		if err := os.MkdirAll(filepath.Dir(filepath.Join(dir, p)), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, p), []byte(v), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := serialOf("/boot"); got != "NEW-DISK" {
+		t.Errorf("serial after the hot-plug = %q, want NEW-DISK", got)
+	}
+}

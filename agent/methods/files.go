@@ -11,7 +11,6 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"math"
 	"math/rand/v2"
 	"os"
 	"slices"
@@ -611,8 +610,16 @@ func (s *Service) fileWriteNow(ctx context.Context, params json.RawMessage) (any
 	}
 
 	// 1. Decode (validate) and size-check, before anything touches the disk.
+	// Spooled base64 written whole is decoded once instead, as it is
+	// written to the temporary file: its length bounds its size, and a bad
+	// byte fails the write, which removes that file and the directories
+	// create_dirs made (policy.Paths undoes them). A validating pass
+	// before it was a third of the agent's CPU per 10 MiB write.
+	chunked := p.Offset != nil || p.UploadID != "" || p.Commit || p.Abort || p.SizeBytes != nil || p.SHA256 != ""
+	oneDecode := enc == protocol.EncodingBase64 && content.sp != nil && !chunked &&
+		maxDecodedLen(content.sp.Len()) <= s.cfg.MaxFileSizeBytes
 	size := int64(len(p.Content))
-	if enc == protocol.EncodingBase64 {
+	if enc == protocol.EncodingBase64 && !oneDecode {
 		if raw == nil && content.sp == nil {
 			raw = []byte(p.Content)
 			p.Content = ""
@@ -632,7 +639,7 @@ func (s *Service) fileWriteNow(ctx context.Context, params json.RawMessage) (any
 		return nil, protocol.Errorf(protocol.CodePermissionDenied, `path %q contains ".."; file_write needs a path without it`, p.Path)
 	}
 
-	if p.Offset != nil || p.UploadID != "" || p.Commit || p.Abort || p.SizeBytes != nil || p.SHA256 != "" {
+	if chunked {
 		return s.fileWriteChunk(p, content, enc, perm) // protocol 1.1 (transfer.go)
 	}
 
@@ -642,7 +649,12 @@ func (s *Service) fileWriteNow(ctx context.Context, params json.RawMessage) (any
 		do = s.write.DoCreate
 	}
 	err = do(p.Path, func(t *policy.Target) error {
-		return s.writeTarget(t, p, content, enc, perm)
+		var written int64
+		err := s.writeTarget(t, p, content, enc, perm, &written)
+		if oneDecode {
+			size = written
+		}
+		return err
 	})
 	if errors.Is(err, fs.ErrNotExist) && !p.CreateDirs {
 		err = fmt.Errorf("%w: %v (set create_dirs to create missing directories)", fs.ErrNotExist, rootErrText(err))
@@ -759,6 +771,9 @@ func (c b64Content) decode(max int64, sink func([]byte) error) (int64, error) {
 
 var errBadBase64 = errors.New("content is not valid base64")
 
+// maxDecodedLen bounds the bytes n bytes of base64 text decode to.
+func maxDecodedLen(n int64) int64 { return (n + 3) / 4 * 3 }
+
 // unspoolContent reads spooled content back into memory, taking its size
 // from the request's memory budget: utf8 text (checked as UTF-8, escapes
 // decoded into *text) or base64 with escapes (returned decoded of them).
@@ -803,8 +818,8 @@ func (w *appendWriter) Write(p []byte) (int, error) {
 // in the same directory, renamed over the target once complete. The old
 // file's inode is never written to or reused, and the new file is owned by
 // the agent (a file the host wrote never belongs to another user, who could
-// change it before the host uses it).
-func (s *Service) writeTarget(t *policy.Target, p protocol.FileWriteParams, raw b64Content, enc string, perm os.FileMode) error {
+// change it before the host uses it). *written is set to the bytes written.
+func (s *Service) writeTarget(t *policy.Target, p protocol.FileWriteParams, raw b64Content, enc string, perm os.FileMode, written *int64) error {
 	if t.Name == "." {
 		return fmt.Errorf("%w (directory)", errNotRegular)
 	}
@@ -849,12 +864,14 @@ func (s *Service) writeTarget(t *policy.Target, p protocol.FileWriteParams, raw 
 		}
 	}()
 	if enc == protocol.EncodingBase64 {
-		_, err = raw.decode(math.MaxInt64, func(b []byte) error {
+		*written, err = raw.decode(s.cfg.MaxFileSizeBytes, func(b []byte) error {
 			_, err := f.Write(b)
 			return err
 		})
 	} else {
-		_, err = io.WriteString(f, p.Content)
+		var n int
+		n, err = io.WriteString(f, p.Content)
+		*written = int64(n)
 	}
 	if err != nil {
 		return fmt.Errorf("write: %w", err)

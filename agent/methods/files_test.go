@@ -486,6 +486,8 @@ func TestFileWriteSpooled(t *testing.T) {
 	bad := []byte(b64)
 	bad[len(bad)/2] = '*'
 	midPad := base64.StdEncoding.EncodeToString(data[:300<<10+1]) + b64
+	newDir := filepath.Join(ft.allowed, "made")
+	newDirFile := filepath.Join(newDir, "spooled")
 	req := func(params string) string {
 		return `{"jsonrpc":"2.0","method":"file_write","params":` + params + `,"id":7}`
 	}
@@ -503,6 +505,7 @@ func TestFileWriteSpooled(t *testing.T) {
 		{"utf8 text with escapes", req(`{"path":"` + path + `","content":"\u0041` + text + `"}`), []byte("A" + text), 0, ""},
 		{"a bad byte in the middle", req(`{"path":"` + path + `","encoding":"base64","content":"` + string(bad) + `"}`), nil, protocol.CodeInvalidParams, "base64"},
 		{"padding in the middle", req(`{"path":"` + path + `","encoding":"base64","content":"` + midPad + `"}`), nil, protocol.CodeInvalidParams, "base64"},
+		{"a bad byte, create_dirs", req(`{"path":"` + newDirFile + `","create_dirs":true,"encoding":"base64","content":"` + string(bad) + `"}`), nil, protocol.CodeInvalidParams, "base64"},
 		{"invalid UTF-8 text", req(`{"path":"` + path + `","content":"` + text + "\xc3\x28" + `"}`), nil, protocol.CodeInvalidParams, "UTF-8"},
 		{"content twice", req(`{"path":"` + path + `","encoding":"base64","content":"` + b64 + `","content":"YQ=="}`), nil, protocol.CodeInvalidParams, "twice"},
 		{"over max_file_size_bytes", req(`{"path":"` + path + `","encoding":"base64","content":"` + strings.Repeat(b64, 16) + `"}`), nil, protocol.CodePermissionDenied, "max_file_size_bytes"},
@@ -538,6 +541,9 @@ func TestFileWriteSpooled(t *testing.T) {
 				}
 				if string(got) != "old\n" {
 					t.Fatalf("the old file changed: %.40q", got)
+				}
+				if _, err := os.Lstat(newDir); !errors.Is(err, fs.ErrNotExist) {
+					t.Fatalf("a refused write created %s (%v)", newDir, err)
 				}
 			} else if resp.Error != nil || !bytes.Equal(got, tt.want) || resp.Result.BytesWritten != int64(len(tt.want)) {
 				t.Fatalf("reply %.300s; file %d bytes, want %d", line, len(got), len(tt.want))

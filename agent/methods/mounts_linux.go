@@ -36,10 +36,10 @@ func parseMounts(data []byte) ([]mount, error) {
 			return fmt.Errorf("malformed major:minor in %q", line)
 		}
 		ro := false
-		for _, o := range bytes.Split(f[5], []byte(",")) {
-			if string(o) == "ro" {
-				ro = true
-			}
+		for opts := f[5]; len(opts) > 0 && !ro; {
+			var o []byte
+			o, opts, _ = bytes.Cut(opts, []byte(","))
+			ro = string(o) == "ro"
 		}
 		out = append(out, mount{
 			id:         id,
@@ -61,11 +61,14 @@ func parseMounts(data []byte) ([]mount, error) {
 // readMounts reads and parses the host's /proc/self/mountinfo.
 func (s *Service) readMounts() ([]mount, error) {
 	p := s.hostPath("/proc/self/mountinfo")
-	data, err := readSmallFile(p)
+	bp := mountinfoBufs.Get().(*[]byte)
+	defer mountinfoBufs.Put(bp)
+	data, err := readFileInto(p, (*bp)[:0])
+	*bp = data[:0]
 	if err != nil {
 		return nil, fmt.Errorf("read %s: %w", p, err)
 	}
-	m, err := parseMounts(data)
+	m, err := parseMounts(data) // copies what it keeps out of data
 	if err != nil {
 		return nil, fmt.Errorf("parse %s: %w", p, err)
 	}

@@ -81,6 +81,9 @@ type Service struct {
 	// sys caches what get_system_info reads that changes only with a
 	// reboot or a file change (systeminfo_cache_linux.go).
 	sys sysInfoCache
+	// serials caches the disk serials sysfs reports, keyed by the disk's
+	// sysfs node (serialcache_linux.go).
+	serials serialCache
 	// beforeRename, when set (tests only), runs after the temporary file of
 	// a file_write is complete and before it replaces the target.
 	beforeRename func(tmpName string) error

@@ -9,6 +9,7 @@ import (
 	"reflect"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/kvmmanager/guest-agent/agent/jsonscan"
 	"github.com/kvmmanager/guest-agent/agent/qga/qapi"
@@ -196,6 +197,14 @@ func decodeValue(name string, raw []byte, v reflect.Value) *Error {
 	case reflect.String:
 		if raw[0] != '"' {
 			return errType(name, "string")
+		}
+		if bytes.IndexByte(raw, '\\') < 0 && utf8.Valid(raw) {
+			// No escapes: the text between the quotes is the string (raw
+			// is valid JSON: no control bytes; invalid UTF-8 is left to
+			// encoding/json, which replaces it). A guest-file-write's
+			// base64 is copied once.
+			v.SetString(string(raw[1 : len(raw)-1]))
+			return nil
 		}
 		var s string
 		if err := json.Unmarshal(raw, &s); err != nil {

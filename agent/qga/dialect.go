@@ -36,6 +36,7 @@ import (
 	"github.com/kvmmanager/guest-agent/agent/methods"
 	"github.com/kvmmanager/guest-agent/agent/qga/qapi"
 	"github.com/kvmmanager/guest-agent/agent/server"
+	"github.com/kvmmanager/guest-agent/agent/transport/rawio"
 )
 
 // Options configure a Dialect. Zero values mean the defaults.
@@ -175,6 +176,9 @@ type hostWatcher interface {
 	OnHostGone(fn func())
 }
 
+// maxInlineOut bounds the inline replies collected before they are written.
+const maxInlineOut = 64 << 10
+
 // queueDepth bounds the requests read ahead of the one running.
 const queueDepth = 4
 
@@ -194,6 +198,13 @@ func (d *Dialect) ServeConn(ctx context.Context, rw io.ReadWriter) error {
 		hg.OnHostGone(sess.hostGone)
 	}
 
+	// conn does the reads and writes; rw keeps its other abilities
+	// (deadlines, host watching).
+	var conn io.ReadWriter = rw
+	if raw := rawio.New(rw); raw != nil {
+		conn = raw
+	}
+
 	items := make(chan item, queueDepth)
 	stop := make(chan struct{})
 	readDone := make(chan error, 1)
@@ -202,22 +213,47 @@ func (d *Dialect) ServeConn(ctx context.Context, rw io.ReadWriter) error {
 	// nothing is queued or running and it may answer an inline command
 	// itself without breaking the order of replies.
 	var pending atomic.Int64
+	// The replies of inline commands are collected while one read's
+	// requests are handled and written together (one write for a host's
+	// burst of pings), before anything is queued and before the next read,
+	// so they stay in order.
+	var out []byte
+	flush := func() error {
+		if len(out) == 0 {
+			return nil
+		}
+		_, err := conn.Write(out)
+		out = out[:0]
+		if err != nil {
+			return fmt.Errorf("write reply: %w", err)
+		}
+		return nil
+	}
 	inline := func(it item) (bool, error) {
 		if pending.Load() != 0 || !d.isInline(it) {
 			return false, nil
 		}
 		hold := d.opts.Budget.Adopt(it.charged)
 		defer hold.Release()
-		if reply := d.handle(server.WithHold(hctx, hold), it); reply != nil {
-			if _, err := rw.Write(reply); err != nil {
+		r := d.handle(server.WithHold(hctx, hold), it)
+		if r.body != nil {
+			if err := flush(); err != nil {
+				return true, err
+			}
+			if err := r.writeTo(conn); err != nil {
 				return true, fmt.Errorf("write reply: %w", err)
 			}
+			return true, nil
+		}
+		out = append(out, r.line...)
+		if len(out) >= maxInlineOut {
+			return true, flush()
 		}
 		return true, nil
 	}
 	go func() {
 		defer close(items)
-		readDone <- d.readLoop(rw, items, stop, &pending, inline)
+		readDone <- d.readLoop(conn, items, stop, &pending, inline, flush)
 	}()
 	interrupt := func() {
 		if rd, ok := rw.(readDeadliner); ok {
@@ -236,11 +272,8 @@ func (d *Dialect) ServeConn(ctx context.Context, rw io.ReadWriter) error {
 		// The command's memory: its request, what its handler reserves,
 		// its reply; given back once the reply is written.
 		hold := d.opts.Budget.Adopt(it.charged)
-		reply := d.handle(server.WithHold(hctx, hold), it)
-		if reply != nil {
-			if _, err := rw.Write(reply); err != nil {
-				werr = fmt.Errorf("write reply: %w", err)
-			}
+		if err := d.handle(server.WithHold(hctx, hold), it).writeTo(conn); err != nil {
+			werr = fmt.Errorf("write reply: %w", err)
 		}
 		hold.Release()
 		pending.Add(-1)
@@ -278,7 +311,7 @@ func (d *Dialect) ServeConn(ctx context.Context, rw io.ReadWriter) error {
 }
 
 // readLoop feeds what rw yields to a stream and queues its items.
-func (d *Dialect) readLoop(rw io.Reader, items chan<- item, stop <-chan struct{}, pending *atomic.Int64, inline func(item) (bool, error)) error {
+func (d *Dialect) readLoop(rw io.Reader, items chan<- item, stop <-chan struct{}, pending *atomic.Int64, inline func(item) (bool, error), flush func() error) error {
 	st := &stream{max: d.opts.MaxObject, budget: d.opts.Budget, stop: stop}
 	defer st.drop()
 	buf := make([]byte, 64<<10)
@@ -295,6 +328,11 @@ func (d *Dialect) readLoop(rw io.Reader, items chan<- item, stop <-chan struct{}
 			}
 			return
 		}
+		if err := flush(); err != nil {
+			d.opts.Budget.Free(it.charged)
+			werr, stopped = err, true
+			return
+		}
 		pending.Add(1)
 		select {
 		case items <- it:
@@ -307,6 +345,9 @@ func (d *Dialect) readLoop(rw io.Reader, items chan<- item, stop <-chan struct{}
 		n, err := rw.Read(buf)
 		if n > 0 {
 			st.feed(buf[:n], emit)
+			if werr == nil && !stopped {
+				werr = flush()
+			}
 		}
 		if werr != nil {
 			return werr
@@ -350,15 +391,15 @@ func (d *Dialect) isInline(it item) bool {
 	return false
 }
 
-// handle runs one request and returns its reply line, or nil when none is
-// due (a success of a command without success response).
-func (d *Dialect) handle(ctx context.Context, it item) []byte {
+// handle runs one request and returns its reply (the zero reply when none
+// is due: a success of a command without success response).
+func (d *Dialect) handle(ctx context.Context, it item) reply {
 	if it.err != nil {
-		return encodeError(it.err, nil)
+		return reply{line: encodeError(it.err, nil)}
 	}
 	ms, qerr := members(it.obj)
 	if qerr != nil {
-		return encodeError(qerr, nil)
+		return reply{line: encodeError(qerr, nil)}
 	}
 	var id, args []byte
 	name := ""
@@ -372,55 +413,61 @@ func (d *Dialect) handle(ctx context.Context, it item) []byte {
 		switch m.key {
 		case "execute":
 			if m.val[0] != '"' || json.Unmarshal(m.val, &name) != nil {
-				return encodeError(Errorf("QMP input member 'execute' must be a string"), id)
+				return reply{line: encodeError(Errorf("QMP input member 'execute' must be a string"), id)}
 			}
 			hasExecute = true
 		case "arguments":
 			if m.val[0] != '{' {
-				return encodeError(Errorf("QMP input member 'arguments' must be an object"), id)
+				return reply{line: encodeError(Errorf("QMP input member 'arguments' must be an object"), id)}
 			}
 			args = m.val
 		case "id":
 		default:
-			return encodeError(Errorf("QMP input member '%s' is unexpected", m.key), id)
+			return reply{line: encodeError(Errorf("QMP input member '%s' is unexpected", m.key), id)}
 		}
 	}
 	if !hasExecute {
-		return encodeError(Errorf("QMP input lacks member 'execute'"), id)
+		return reply{line: encodeError(Errorf("QMP input lacks member 'execute'"), id)}
 	}
 	c := d.byName[name]
 	if c == nil {
 		if qapi.Known(name) {
-			return encodeError(errDisabled(name), id)
+			return reply{line: encodeError(errDisabled(name), id)}
 		}
-		return encodeError(errNotFound(name), id)
+		return reply{line: encodeError(errNotFound(name), id)}
 	}
 	if !d.enabled(c) {
-		return encodeError(errDisabled(name), id)
+		return reply{line: encodeError(errDisabled(name), id)}
 	}
 	d.log.Debug("qga command", "command", name)
 	if len(args) > 64<<10 {
 		// Decoding copies big arguments (a guest-file-write's base64
 		// string, then its bytes).
 		if err := server.Reserve(ctx, 2*int64(len(args))); err != nil {
-			return encodeError(asError(err), id)
+			return reply{line: encodeError(asError(err), id)}
 		}
 	}
 	result, err := d.call(ctx, c, args)
 	if err != nil {
 		qe := asError(err)
 		d.log.Debug("qga command failed", "command", name, "class", qe.Class, "desc", qe.Desc)
-		return encodeError(qe, id)
+		return reply{line: encodeError(qe, id)}
 	}
 	if c.NoSuccessResponse {
-		return nil
+		return reply{}
 	}
-	reply, err := encodeReturn(result, id, c.delimited)
+	if sr, ok := result.(streamedReturn); ok && !c.delimited {
+		var tail bytes.Buffer
+		writeID(&tail, id)
+		tail.WriteString("}\n")
+		return reply{line: []byte(`{"return":`), body: sr, tail: tail.Bytes()}
+	}
+	line, err := encodeReturn(result, id, c.delimited)
 	if err != nil {
 		d.log.Error("qga: cannot encode a reply", "command", name, "err", err)
-		return encodeError(Errorf("cannot encode the reply: %v", err), id)
+		return reply{line: encodeError(Errorf("cannot encode the reply: %v", err), id)}
 	}
-	return reply
+	return reply{line: line}
 }
 
 // call runs the handler; a panic is an error reply, not a dead agent.

@@ -4,6 +4,7 @@ package qga
 
 import (
 	"context"
+	"slices"
 
 	"github.com/kvmmanager/guest-agent/agent/protocol"
 	"github.com/kvmmanager/guest-agent/agent/qga/qapi"
@@ -61,5 +62,8 @@ func (d *Dialect) getFsinfo(ctx context.Context) ([]qapi.GuestFilesystemInfo, er
 		}
 		out = append(out, fi)
 	}
+	// qemu-ga lists the last mounted first (it prepends each file system
+	// to its list as it walks the mount table).
+	slices.Reverse(out)
 	return out, nil
 }

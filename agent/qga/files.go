@@ -3,11 +3,14 @@
 package qga
 
 import (
+	"bytes"
 	"context"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"io"
 	"os"
+	"strconv"
 	"sync"
 
 	"github.com/kvmmanager/guest-agent/agent/methods"
@@ -35,7 +38,7 @@ func (d *Dialect) fileCommands() []Command {
 		{Name: qapi.CmdFileOpen, Handler: Typed(d.fileOpen)},
 		{Name: qapi.CmdFileClose, Handler: Typed(d.fileClose)},
 		{Name: qapi.CmdFileRead, Handler: Typed(d.fileRead), Method: protocol.MethodFileRead},
-		{Name: qapi.CmdFileWrite, Handler: Typed(d.fileWrite), Method: protocol.MethodFileWrite},
+		{Name: qapi.CmdFileWrite, Handler: d.fileWriteHandler, Method: protocol.MethodFileWrite},
 		{Name: qapi.CmdFileSeek, Handler: Typed(d.fileSeek)},
 		{Name: qapi.CmdFileFlush, Handler: Typed(d.fileFlush)},
 	}
@@ -150,25 +153,26 @@ func (d *Dialect) fileClose(ctx context.Context, a *qapi.GuestFileHandleArgs) (a
 	return nil, nil
 }
 
-func (d *Dialect) fileRead(ctx context.Context, a *qapi.GuestFileReadArgs) (qapi.GuestFileRead, error) {
+func (d *Dialect) fileRead(ctx context.Context, a *qapi.GuestFileReadArgs) (*fileReadReturn, error) {
 	t, err := tableOf(ctx)
 	if err != nil {
-		return qapi.GuestFileRead{}, err
+		return nil, err
 	}
 	f, err := t.get(a.Handle)
 	if err != nil {
-		return qapi.GuestFileRead{}, err
+		return nil, err
 	}
 	count := min(int64(defaultReadCount), d.svc.MaxFileSize())
 	if a.Count != nil {
 		count = *a.Count
 	}
 	if count < 0 || count > d.svc.MaxFileSize() {
-		return qapi.GuestFileRead{}, Errorf("value '%d' is invalid for argument count", count)
+		return nil, Errorf("value '%d' is invalid for argument count", count)
 	}
-	// The buffer, its base64 string and the reply's two encoded copies.
-	if err := server.Reserve(ctx, count+3*int64(base64.StdEncoding.EncodedLen(int(count)))+256); err != nil {
-		return qapi.GuestFileRead{}, err
+	// The buffer and the reply's chunk: the base64 text is encoded while
+	// the reply is written, never held whole.
+	if err := server.Reserve(ctx, count+chunkSize+256); err != nil {
+		return nil, err
 	}
 	buf := make([]byte, count)
 	n, err := methods.ReadNoWait(f, buf)
@@ -179,12 +183,88 @@ func (d *Dialect) fileRead(ctx context.Context, a *qapi.GuestFileReadArgs) (qapi
 	case errors.Is(err, methods.ErrNoData) && n > 0:
 		// What was there; the rest has not come yet.
 	case err != nil:
-		return qapi.GuestFileRead{}, Errorf("failed to read file: %s", errText(err))
+		return nil, Errorf("failed to read file: %s", errText(err))
 	}
-	return qapi.GuestFileRead{Count: int64(n), BufB64: base64.StdEncoding.EncodeToString(buf[:n]), EOF: eof}, nil
+	return &fileReadReturn{data: buf[:n], eof: eof}, nil
 }
 
-func (d *Dialect) fileWrite(ctx context.Context, a *qapi.GuestFileWriteArgs) (qapi.GuestFileWrite, error) {
+// fileReadReturn is guest-file-read's return (qapi.GuestFileRead) with the
+// data still in bytes: it is base64-encoded as the reply is written.
+type fileReadReturn struct {
+	data []byte
+	eof  bool
+}
+
+// writeJSON writes what encoding/json makes of qapi.GuestFileRead:
+// {"count":N,"buf-b64":"...","eof":B} (base64 needs no JSON escapes).
+func (r *fileReadReturn) writeJSON(cw *chunkWriter) {
+	var num [32]byte
+	cw.write([]byte(`{"count":`))
+	cw.write(strconv.AppendInt(num[:0], int64(len(r.data)), 10))
+	cw.write([]byte(`,"buf-b64":"`))
+	enc := base64.StdEncoding
+	for data := r.data; len(data) > 0 && cw.err == nil; {
+		room := cw.free(4 << 10)
+		n := min(len(data), len(room)/4*3) // whole 3-byte groups: no padding inside
+		enc.Encode(room, data[:n])
+		cw.wrote(enc.EncodedLen(n))
+		data = data[n:]
+	}
+	cw.write([]byte(`","eof":` + strconv.FormatBool(r.eof) + `}`))
+}
+
+// fileWriteArgs are qapi.GuestFileWriteArgs with the base64 text decoded
+// straight from the request's bytes (no string copy of it).
+type fileWriteArgs struct {
+	Handle int64    `json:"handle"`
+	BufB64 b64Bytes `json:"buf-b64"`
+	Count  *int64   `json:"count,omitempty"`
+}
+
+// b64Bytes decodes a JSON string of base64 into its bytes; text that is
+// not base64 is recorded (bad), so that the command answers qemu-ga's
+// "Base64 data contains invalid characters" after the other arguments
+// were checked.
+type b64Bytes struct {
+	data []byte
+	bad  bool
+}
+
+func (b *b64Bytes) UnmarshalJSON(raw []byte) error {
+	if len(raw) < 2 || raw[0] != '"' {
+		return errors.New("not a string")
+	}
+	text := raw[1 : len(raw)-1]
+	if bytes.IndexByte(text, '\\') >= 0 {
+		// JSON escapes (never in base64 as hosts send it, but legal).
+		var s string
+		if err := json.Unmarshal(raw, &s); err != nil {
+			return err
+		}
+		text = []byte(s)
+	}
+	enc := base64.StdEncoding
+	b.data = make([]byte, enc.DecodedLen(len(text)))
+	n, err := enc.Decode(b.data, text)
+	b.data, b.bad = b.data[:n], err != nil
+	return nil
+}
+
+// fileWriteHandler decodes guest-file-write's arguments; on an error the
+// schema's struct is decoded for qemu-ga's exact text.
+func (d *Dialect) fileWriteHandler(ctx context.Context, raw json.RawMessage) (any, error) {
+	var a fileWriteArgs
+	if err := decodeArgs(raw, &a); err != nil {
+		var std qapi.GuestFileWriteArgs
+		if serr := decodeArgs(raw, &std); serr != nil {
+			return nil, serr
+		}
+		return nil, err
+	}
+	return d.fileWrite(ctx, &a)
+}
+
+func (d *Dialect) fileWrite(ctx context.Context, a *fileWriteArgs) (qapi.GuestFileWrite, error) {
 	t, err := tableOf(ctx)
 	if err != nil {
 		return qapi.GuestFileWrite{}, err
@@ -193,10 +273,10 @@ func (d *Dialect) fileWrite(ctx context.Context, a *qapi.GuestFileWriteArgs) (qa
 	if err != nil {
 		return qapi.GuestFileWrite{}, err
 	}
-	buf, err := base64.StdEncoding.DecodeString(a.BufB64)
-	if err != nil {
+	if a.BufB64.bad {
 		return qapi.GuestFileWrite{}, Errorf("Base64 data contains invalid characters")
 	}
+	buf := a.BufB64.data
 	count := int64(len(buf))
 	if a.Count != nil {
 		count = *a.Count

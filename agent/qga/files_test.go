@@ -111,6 +111,15 @@ func TestFileWrite(t *testing.T) {
 	}
 	h.fails(`{"execute":"guest-file-write","arguments":{"handle":`+fh+`,"buf-b64":"`+b64("12")+`","count":3}}`, "value '3' is invalid for argument count")
 	h.fails(`{"execute":"guest-file-write","arguments":{"handle":`+fh+`,"buf-b64":"!!!"}}`, "Base64 data contains invalid characters")
+	h.fails(`{"execute":"guest-file-write","arguments":{"handle":`+fh+`,"buf-b64":5}}`, "Invalid parameter type for 'buf-b64', expected: string")
+	h.fails(`{"execute":"guest-file-write","arguments":{"handle":`+fh+`}}`, "Parameter 'buf-b64' is missing")
+	h.fails(`{"execute":"guest-file-write","arguments":{"handle":"x","buf-b64":"!!!"}}`, "Invalid parameter type for 'handle', expected: integer")
+	h.fails(`{"execute":"guest-file-write","arguments":{"handle":1,"buf-b64":"!!!"}}`, "handle '1' has not been found")
+	// JSON escapes in the base64 text are the characters they stand for.
+	h.ret(`{"execute":"guest-file-write","arguments":{"handle":`+fh+`,"buf-b64":"X\u0031\/=","count":0}}`, &w)
+	if w.Count != 0 {
+		t.Errorf("write of escaped base64 with count 0: %+v", w)
+	}
 	big := b64(strings.Repeat("x", 65))
 	h.fails(`{"execute":"guest-file-write","arguments":{"handle":`+fh+`,"buf-b64":"`+big+`"}}`, "value '65' is invalid for argument count")
 	h.fails(`{"execute":"guest-file-read","arguments":{"handle":`+fh+`}}`, "failed to read file: bad file descriptor")

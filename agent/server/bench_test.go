@@ -5,7 +5,9 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"io"
+	"net"
 	"strings"
 	"testing"
 
@@ -95,13 +97,39 @@ func BenchmarkServePipelined(b *testing.B) {
 }
 
 // BenchmarkRoundTrip measures one request at a time over a unix socket pair,
-// as a host waiting for each reply sees it.
+// as a host waiting for each reply sees it. "server" is the agent's server;
+// "floor" is the least any Go server can do on the same socket: read a
+// line, write a fixed reply of the same size, nothing else. The difference
+// is all the server's own work per request; the floor is wake-ups and
+// system calls on both sides.
 func BenchmarkRoundTrip(b *testing.B) {
-	s := New(testHandlers(), Options{})
+	b.Run("server", func(b *testing.B) {
+		benchRoundTrip(b, func(c net.Conn) {
+			// Options.Inline as the agent sets it for ping.
+			New(testHandlers(), Options{Inline: map[string]bool{"ping": true}}).ServeConn(context.Background(), c)
+		})
+	})
+	b.Run("floor", func(b *testing.B) {
+		benchRoundTrip(b, func(c net.Conn) {
+			reply := []byte(`{"jsonrpc":"2.0","result":{"pong":true,"timestamp":1700000000},"id":12345}` + "\n")
+			r := bufio.NewReader(c)
+			for {
+				if _, err := r.ReadSlice('\n'); err != nil {
+					return
+				}
+				if _, err := c.Write(reply); err != nil {
+					return
+				}
+			}
+		})
+	})
+}
+
+func benchRoundTrip(b *testing.B, serve func(net.Conn)) {
 	t := &testing.T{}
 	a, c := socketPair(t)
 	defer a.Close()
-	go s.ServeConn(context.Background(), c)
+	go func() { serve(c); c.Close() }()
 	r := bufio.NewReader(a)
 	req := []byte(pingLine)
 	b.ReportAllocs()
@@ -136,5 +164,40 @@ func BenchmarkFileWriteLine(b *testing.B) {
 	b.ResetTimer()
 	if err := s.ServeConn(context.Background(), conn); err != nil {
 		b.Fatal(err)
+	}
+}
+
+// BenchmarkFileWriteSpooled pushes a 10 MiB file_write (base64) through the
+// reader with its content spooled to a file as it streams in, to a handler
+// that reads the spool back: the server's share of a file_write.
+func BenchmarkFileWriteSpooled(b *testing.B) {
+	content := base64.StdEncoding.EncodeToString(make([]byte, 10<<20))
+	line := []byte(`{"jsonrpc":"2.0","method":"file_write","params":{"path":"/tmp/x","encoding":"base64","content":"` + content + `"},"id":1}` + "\n")
+	h := testHandlers()
+	h["file_write"] = func(ctx context.Context, params json.RawMessage) (any, error) {
+		sp := SpooledContent(ctx)
+		if sp == nil {
+			return nil, errors.New("content not spooled")
+		}
+		n, err := io.Copy(io.Discard, sp.Reader())
+		return protocol.FileWriteResult{BytesWritten: n, Path: "/tmp/x"}, err
+	}
+	s := New(h, Options{Spooled: map[string]bool{"file_write": true}, SpoolDir: b.TempDir()})
+	b.ReportAllocs()
+	b.SetBytes(int64(len(line)))
+	conn := &pipeConn{r: io.LimitReader(&repeater{line: line}, int64(b.N)*int64(len(line)))}
+	b.ResetTimer()
+	if err := s.ServeConn(context.Background(), conn); err != nil {
+		b.Fatal(err)
+	}
+}
+
+func BenchmarkHasControl(b *testing.B) {
+	buf := []byte(strings.Repeat("QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVo=", 2000))[:64<<10]
+	b.SetBytes(int64(len(buf)))
+	for b.Loop() {
+		if hasControl(buf) {
+			b.Fatal("control byte found in base64 text")
+		}
 	}
 }

@@ -79,7 +79,7 @@ func (lr *lineReader) next() ([]byte, lineKind, error) {
 	lr.newLine()
 	for {
 		chunk, err := lr.br.ReadSlice('\n')
-		if i := bytes.LastIndexByte(chunk, protocol.ResyncByte); i >= 0 {
+		if i := lastResync(chunk); i >= 0 {
 			// Resync: whatever came before the 0xFF is not a line.
 			lr.newLine()
 			lr.discarding = false
@@ -264,6 +264,16 @@ func (lr *lineReader) detach() int64 {
 	n := lr.charged
 	lr.charged = 0
 	return n
+}
+
+// lastResync returns the index of the last protocol.ResyncByte in b, or -1.
+// bytes.IndexByte is vectorised and LastIndexByte a byte loop: over the
+// megabytes of a file_write line, which hold none, look first.
+func lastResync(b []byte) int {
+	if bytes.IndexByte(b, protocol.ResyncByte) < 0 {
+		return -1
+	}
+	return bytes.LastIndexByte(b, protocol.ResyncByte)
 }
 
 func trimCR(b []byte) []byte {

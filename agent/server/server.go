@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/kvmmanager/guest-agent/agent/protocol"
+	"github.com/kvmmanager/guest-agent/agent/transport/rawio"
 )
 
 // Handler runs one method. It returns a result, which the server encodes as
@@ -200,6 +201,7 @@ func (s *Server) ServeConn(ctx context.Context, rw io.ReadWriter) error {
 type conn struct {
 	s      *Server
 	rw     io.ReadWriter
+	io     io.ReadWriter   // rw, or its raw reads and writes
 	hctx   context.Context // parent of the handlers' contexts
 	cancel context.CancelFunc
 	sem    chan struct{}
@@ -229,6 +231,13 @@ func (s *Server) newConn(ctx context.Context, rw io.ReadWriter) *conn {
 		broken: make(chan struct{}),
 	}
 	c.w = newWriter(rw, c.writeFailed, c.spawn)
+	// Lines are read and replies written with raw system calls where the
+	// descriptor allows (rawio.New); deadlines stay with rw.
+	c.io = rw
+	if raw := rawio.New(rw); raw != nil {
+		c.io = raw
+		c.w.w = raw
+	}
 	return c
 }
 
@@ -290,7 +299,7 @@ func (c *conn) result(readErr error) error {
 
 // readLoop reads and dispatches lines until end of input, an error or stop.
 func (c *conn) readLoop() error {
-	lr := newLineReader(c.rw, c.s.maxLine)
+	lr := newLineReader(c.io, c.s.maxLine)
 	lr.budget, lr.stop = c.s.budget, c.stop
 	lr.spoolOn, lr.spoolDir = c.s.spoolOn, c.s.spoolDir
 	c.out = getBuf()

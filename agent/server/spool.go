@@ -3,6 +3,7 @@ package server
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"fmt"
 	"io"
 	"os"
@@ -302,8 +303,27 @@ func (sc *spoolScan) step(c byte) bool {
 }
 
 // hasControl reports whether b holds a byte JSON forbids unescaped in a
-// string.
+// string (below 0x20). It tests eight bytes at a time: a spooled
+// file_write's content is megabytes, and a byte loop was a tenth of the
+// agent's time per write.
 func hasControl(b []byte) bool {
+	const (
+		ones  = 0x0101010101010101
+		highs = 0x8080808080808080
+	)
+	for len(b) >= 32 {
+		w0 := binary.LittleEndian.Uint64(b)
+		w1 := binary.LittleEndian.Uint64(b[8:])
+		w2 := binary.LittleEndian.Uint64(b[16:])
+		w3 := binary.LittleEndian.Uint64(b[24:])
+		// A byte x < 0x20 is one whose x - 0x20 borrows into its high
+		// bit while x's own high bit is clear (exact for a bound ≤ 0x80;
+		// a borrow only ever starts at such a byte).
+		if ((w0-0x20*ones)&^w0|(w1-0x20*ones)&^w1|(w2-0x20*ones)&^w2|(w3-0x20*ones)&^w3)&highs != 0 {
+			return true
+		}
+		b = b[32:]
+	}
 	for _, c := range b {
 		if c < 0x20 {
 			return true

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -210,4 +211,42 @@ func FuzzSpoolScan(f *testing.F) {
 			t.Fatalf("put back %q, want %q", got, line)
 		}
 	})
+}
+
+// TestHasControl checks the word-at-a-time test against the byte rule at
+// every position of a long buffer, with the bytes either side of the bound
+// and ones with the high bit set (UTF-8) around it.
+func TestHasControl(t *testing.T) {
+	tests := []struct {
+		name string
+		b    byte
+		want bool
+	}{
+		{"NUL", 0x00, true},
+		{"newline", '\n', true},
+		{"unit separator 0x1f", 0x1f, true},
+		{"space 0x20", 0x20, false},
+		{"DEL 0x7f", 0x7f, false},
+		{"0x80", 0x80, false},
+		{"0x9f", 0x9f, false},
+		{"0xa0", 0xa0, false},
+		{"0xff", 0xff, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			for _, fill := range []byte{'A', 0x20, 0x80, 0xc3, 0xff} {
+				buf := bytes.Repeat([]byte{fill}, 77)
+				if hasControl(buf) {
+					t.Fatalf("fill %#x alone: control byte reported", fill)
+				}
+				for i := range buf {
+					buf[i] = tt.b
+					if got := hasControl(buf); got != tt.want {
+						t.Fatalf("fill %#x, %#x at %d of %d: hasControl = %v, want %v", fill, tt.b, i, len(buf), got, tt.want)
+					}
+					buf[i] = fill
+				}
+			}
+		})
+	}
 }
