@@ -13,6 +13,8 @@ import (
 	"runtime"
 	"sort"
 	"strings"
+
+	"github.com/kvmmanager/guest-agent/build/filelock"
 )
 
 // BuilderPath is where Builder puts the builder for the repository at root.
@@ -62,7 +64,7 @@ func Builder(ctx context.Context, root string, snap *Snapshot) (string, error) {
 	}
 	// One launcher at a time builds the builder and writes its stamp, so
 	// that a stamp never pairs one run's key with another's executable.
-	unlock, err := lockFile(filepath.Join(filepath.Dir(exe), ".lock"))
+	unlock, err := filelock.Lock(filepath.Join(filepath.Dir(exe), ".lock"))
 	if err != nil {
 		return "", err
 	}
