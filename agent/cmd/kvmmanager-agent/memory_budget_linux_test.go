@@ -61,18 +61,12 @@ func testMixedLoad(t *testing.T) {
 		qgaReads  = 4
 	)
 	dir := t.TempDir()
-	data := make([]byte, fileSize)
-	if _, err := rand.Read(data); err != nil {
-		t.Fatal(err)
-	}
+	data := randomData(t, fileSize)
 	src := filepath.Join(dir, "big.bin")
 	if err := os.WriteFile(src, data, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	pid, sock, qsock := runAgent(t, dir, map[string]any{
-		"allowed_read_paths": []string{dir}, "allowed_write_paths": []string{dir},
-		"max_file_size_bytes": fileSize, "max_memory_bytes": budget, "max_concurrent_requests": 10,
-	})
+	pid, sock, qsock := runAgent(t, dir, fileSize, budget)
 	b64 := base64.StdEncoding.EncodeToString(data)
 	readReq := func(id int) string {
 		return fmt.Sprintf(`{"jsonrpc":"2.0","id":%d,"method":"file_read","params":{"path":%q,"encoding":"base64"}}`, id, src)
@@ -285,12 +279,7 @@ func testMixedLoad(t *testing.T) {
 		t.Errorf("the file written after the load differs (%d bytes, %v)", len(got), err)
 	}
 
-	hwm := vmHWM(t, pid)
-	limit := int64(budget + worstCaseOverhead)
-	t.Logf("agent VmHWM %d KiB (documented worst case %d KiB)", hwm>>10, limit>>10)
-	if hwm > limit {
-		t.Errorf("agent peak resident memory %d bytes > max_memory_bytes %d + %d (PROTOCOL.md's worst case)", hwm, budget, worstCaseOverhead)
-	}
+	checkPeak(t, pid, budget, "mixed load")
 }
 
 // vmHWM reads a process's peak resident set size from /proc.
@@ -313,12 +302,40 @@ func vmHWM(t *testing.T, pid int) int64 {
 	return 0
 }
 
-// runAgent runs the agent (this test binary's main) on unix sockets in
-// dir with the given config; it is stopped when the test ends (its log is
-// printed if the test failed). It returns its pid and its two sockets.
-func runAgent(t *testing.T, dir string, config map[string]any) (pid int, sock, qsock string) {
+// checkPeak fails the test if the agent's peak resident memory (VmHWM) is
+// over PROTOCOL.md's worst case for budget, max_memory_bytes + 32 MiB; what
+// names the load in the log. It returns the peak.
+func checkPeak(t *testing.T, pid int, budget int64, what string) int64 {
 	t.Helper()
-	cfg, _ := json.Marshal(config)
+	hwm := vmHWM(t, pid)
+	limit := budget + worstCaseOverhead
+	t.Logf("%s: agent VmHWM %d KiB (documented worst case %d KiB)", what, hwm>>10, limit>>10)
+	if hwm > limit {
+		t.Errorf("agent peak resident memory %d bytes > max_memory_bytes %d + %d (PROTOCOL.md's worst case)", hwm, budget, worstCaseOverhead)
+	}
+	return hwm
+}
+
+// randomData returns size random bytes, the content of the test's files.
+func randomData(t *testing.T, size int) []byte {
+	t.Helper()
+	b := make([]byte, size)
+	if _, err := rand.Read(b); err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// runAgent runs the agent (this test binary's main) on unix sockets in
+// dir, with dir readable and writable, files up to fileSize and a memory
+// budget of budget bytes; it is stopped when the test ends (its log is
+// printed if the test failed). It returns its pid and its two sockets.
+func runAgent(t *testing.T, dir string, fileSize int, budget int64) (pid int, sock, qsock string) {
+	t.Helper()
+	cfg, _ := json.Marshal(map[string]any{
+		"allowed_read_paths": []string{dir}, "allowed_write_paths": []string{dir},
+		"max_file_size_bytes": fileSize, "max_memory_bytes": budget, "max_concurrent_requests": 10,
+	})
 	cfgPath := filepath.Join(dir, "config.json")
 	if err := os.WriteFile(cfgPath, cfg, 0o600); err != nil {
 		t.Fatal(err)

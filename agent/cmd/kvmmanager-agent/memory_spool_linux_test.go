@@ -7,7 +7,6 @@ package main
 import (
 	"bufio"
 	"bytes"
-	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
@@ -39,16 +38,10 @@ func testSpooledWrites(t *testing.T) {
 	)
 	budget := config.MinMemoryBytes(fileSize)
 	dir := t.TempDir()
-	pid, sock, _ := runAgent(t, dir, map[string]any{
-		"allowed_read_paths": []string{dir}, "allowed_write_paths": []string{dir},
-		"max_file_size_bytes": fileSize, "max_memory_bytes": budget, "max_concurrent_requests": 10,
-	})
+	pid, sock, _ := runAgent(t, dir, fileSize, budget)
 	contents := make([][]byte, writers)
 	for i := range contents {
-		contents[i] = make([]byte, fileSize)
-		if _, err := rand.Read(contents[i]); err != nil {
-			t.Fatal(err)
-		}
+		contents[i] = randomData(t, fileSize)
 	}
 	writeReq := func(id int, path string, data []byte) string {
 		return fmt.Sprintf(`{"jsonrpc":"2.0","id":%d,"method":"file_write","params":{"path":%q,"encoding":"base64","content":%q}}`,
@@ -109,13 +102,7 @@ func testSpooledWrites(t *testing.T) {
 			t.Errorf("file of write %d: %d bytes (%v), not its content", i, len(got), err)
 		}
 	}
-	hwm := vmHWM(t, pid)
-	limit := budget + worstCaseOverhead
-	t.Logf("%d maximum-size writes beside %d stalled 5 MB lines: agent VmHWM %d KiB (documented worst case %d KiB)",
-		writers, slowConns, hwm>>10, limit>>10)
-	if hwm > limit {
-		t.Errorf("agent peak resident memory %d bytes > max_memory_bytes %d + %d (PROTOCOL.md's worst case)", hwm, budget, worstCaseOverhead)
-	}
+	checkPeak(t, pid, budget, fmt.Sprintf("%d maximum-size writes beside %d stalled 5 MB lines", writers, slowConns))
 }
 
 // testStreamedReads drives the real agent, under the smallest
@@ -131,19 +118,13 @@ func testStreamedReads(t *testing.T) {
 	)
 	budget := config.MinMemoryBytes(fileSize)
 	dir := t.TempDir()
-	data := make([]byte, fileSize)
-	if _, err := rand.Read(data); err != nil {
-		t.Fatal(err)
-	}
+	data := randomData(t, fileSize)
 	src := filepath.Join(dir, "big.bin")
 	if err := os.WriteFile(src, data, 0o644); err != nil {
 		t.Fatal(err)
 	}
 	want := base64.StdEncoding.EncodeToString(data)
-	pid, sock, _ := runAgent(t, dir, map[string]any{
-		"allowed_read_paths": []string{dir}, "allowed_write_paths": []string{dir},
-		"max_file_size_bytes": fileSize, "max_memory_bytes": budget, "max_concurrent_requests": 10,
-	})
+	pid, sock, _ := runAgent(t, dir, fileSize, budget)
 	var wg sync.WaitGroup
 	errs := make([]error, readers)
 	for i := range readers {
@@ -177,12 +158,7 @@ func testStreamedReads(t *testing.T) {
 			t.Errorf("read %d: %v", i, err)
 		}
 	}
-	hwm := vmHWM(t, pid)
-	limit := budget + worstCaseOverhead
-	t.Logf("%d maximum-size reads not read for 3 s: agent VmHWM %d KiB (documented worst case %d KiB)", readers, hwm>>10, limit>>10)
-	if hwm > limit {
-		t.Errorf("agent peak resident memory %d bytes > max_memory_bytes %d + %d (PROTOCOL.md's worst case)", hwm, budget, worstCaseOverhead)
-	}
+	hwm := checkPeak(t, pid, budget, fmt.Sprintf("%d maximum-size reads not read for 3 s", readers))
 	// Replies held whole, one budget's worth at a time, peaked at 36 MiB
 	// here; streamed, the peak is the runtime and small buffers.
 	if hwm > 2*fileSize {
