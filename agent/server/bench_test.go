@@ -146,43 +146,39 @@ func benchRoundTrip(b *testing.B, serve func(net.Conn)) {
 // BenchmarkFileWriteLine pushes a 10 MiB file_write (base64) through the
 // reader and dispatcher to a handler that decodes it as the real one does.
 func BenchmarkFileWriteLine(b *testing.B) {
-	content := base64.StdEncoding.EncodeToString(make([]byte, 10<<20))
-	line := []byte(`{"jsonrpc":"2.0","method":"file_write","params":{"path":"/tmp/x","encoding":"base64","content":"` + content + `"},"id":1}` + "\n")
-	h := testHandlers()
-	h["file_write"] = func(ctx context.Context, params json.RawMessage) (any, error) {
+	benchFileWrite(b, Options{}, func(ctx context.Context, params json.RawMessage) (any, error) {
 		var p protocol.FileWriteParams
 		if err := json.Unmarshal(params, &p); err != nil {
 			return nil, err
 		}
 		data, err := base64.StdEncoding.DecodeString(p.Content)
 		return protocol.FileWriteResult{BytesWritten: int64(len(data)), Path: p.Path}, err
-	}
-	s := New(h, Options{})
-	b.ReportAllocs()
-	b.SetBytes(int64(len(line)))
-	conn := &pipeConn{r: io.LimitReader(&repeater{line: line}, int64(b.N)*int64(len(line)))}
-	b.ResetTimer()
-	if err := s.ServeConn(context.Background(), conn); err != nil {
-		b.Fatal(err)
-	}
+	})
 }
 
 // BenchmarkFileWriteSpooled pushes a 10 MiB file_write (base64) through the
 // reader with its content spooled to a file as it streams in, to a handler
 // that reads the spool back: the server's share of a file_write.
 func BenchmarkFileWriteSpooled(b *testing.B) {
-	content := base64.StdEncoding.EncodeToString(make([]byte, 10<<20))
-	line := []byte(`{"jsonrpc":"2.0","method":"file_write","params":{"path":"/tmp/x","encoding":"base64","content":"` + content + `"},"id":1}` + "\n")
-	h := testHandlers()
-	h["file_write"] = func(ctx context.Context, params json.RawMessage) (any, error) {
+	opts := Options{Spooled: map[string]bool{"file_write": true}, SpoolDir: b.TempDir()}
+	benchFileWrite(b, opts, func(ctx context.Context, params json.RawMessage) (any, error) {
 		sp := SpooledContent(ctx)
 		if sp == nil {
 			return nil, errors.New("content not spooled")
 		}
 		n, err := io.Copy(io.Discard, sp.Reader())
 		return protocol.FileWriteResult{BytesWritten: n, Path: "/tmp/x"}, err
-	}
-	s := New(h, Options{Spooled: map[string]bool{"file_write": true}, SpoolDir: b.TempDir()})
+	})
+}
+
+// benchFileWrite serves b.N 10 MiB file_write lines (base64) with opts to
+// handler as file_write.
+func benchFileWrite(b *testing.B, opts Options, handler Handler) {
+	content := base64.StdEncoding.EncodeToString(make([]byte, 10<<20))
+	line := []byte(`{"jsonrpc":"2.0","method":"file_write","params":{"path":"/tmp/x","encoding":"base64","content":"` + content + `"},"id":1}` + "\n")
+	h := testHandlers()
+	h["file_write"] = handler
+	s := New(h, opts)
 	b.ReportAllocs()
 	b.SetBytes(int64(len(line)))
 	conn := &pipeConn{r: io.LimitReader(&repeater{line: line}, int64(b.N)*int64(len(line)))}
