@@ -2,6 +2,7 @@ package jsonscan
 
 import (
 	"encoding/json"
+	"strings"
 	"testing"
 )
 
@@ -57,6 +58,30 @@ func TestSkipSpace(t *testing.T) {
 	}
 	if got := SkipSpace([]byte("   "), 1); got != 3 {
 		t.Errorf("SkipSpace at the end = %d, want 3", got)
+	}
+}
+
+func TestPlain(t *testing.T) {
+	long := strings.Repeat("QUJD", 100) // longer than a vector
+	for _, tc := range []struct {
+		in   string
+		want int
+	}{
+		{"", 0},
+		{"abc", 3},
+		{`abc"def`, 3},
+		{`ab"c`, 2},
+		{`a"b\c`, 1},
+		{`"`, 0},
+		{`\`, 0},
+		{long, len(long)},
+		{long + `\n"`, len(long)},
+		{long + "\n\"", len(long) + 1},
+		{long + `"` + long + `\`, len(long)},
+	} {
+		if got := Plain([]byte(tc.in)); got != tc.want {
+			t.Errorf("Plain(%.20q…) = %d, want %d", tc.in, got, tc.want)
+		}
 	}
 }
 

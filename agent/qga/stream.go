@@ -3,10 +3,12 @@
 package qga
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"unicode/utf8"
 
+	"github.com/kvmmanager/guest-agent/agent/jsonscan"
 	"github.com/kvmmanager/guest-agent/agent/server"
 )
 
@@ -207,12 +209,11 @@ func (s *stream) feed(p []byte, emit func(item)) {
 // plainRun returns the length of the prefix of p that holds no quote,
 // backslash or reset byte: bytes inside a string that change no state.
 func plainRun(p []byte) int {
-	for i, b := range p {
-		if b == '"' || b == '\\' || b == resetByte {
-			return i
-		}
+	n := jsonscan.Plain(p)
+	if r := bytes.IndexByte(p[:n], resetByte); r >= 0 {
+		return r
 	}
-	return len(p)
+	return n
 }
 
 // complete ends an object or array.

@@ -1,12 +1,13 @@
 package server
 
 import (
-	"bytes"
 	"context"
 	"encoding/binary"
 	"fmt"
 	"io"
 	"os"
+
+	"github.com/kvmmanager/guest-agent/agent/jsonscan"
 )
 
 // Spooling: a file_write carries up to max_file_size_bytes of content in one
@@ -203,11 +204,10 @@ func (sc *spoolScan) scanString(b []byte) (end int, done bool) {
 		i = 1
 	}
 	for i < len(b) {
-		j := indexQuoteOrBackslash(b[i:])
-		if j < 0 {
+		i += jsonscan.Plain(b[i:])
+		if i == len(b) {
 			return len(b), false
 		}
-		i += j
 		if b[i] == '"' {
 			return i, true
 		}
@@ -219,22 +219,6 @@ func (sc *spoolScan) scanString(b []byte) (end int, done bool) {
 		i += 2
 	}
 	return len(b), false
-}
-
-// indexQuoteOrBackslash returns the index of the first '"' or '\\' in b,
-// or -1. IndexByte is vectorised; a loop over both bytes is not.
-func indexQuoteOrBackslash(b []byte) int {
-	q := bytes.IndexByte(b, '"')
-	if q < 0 {
-		q = len(b)
-	}
-	if k := bytes.IndexByte(b[:q], '\\'); k >= 0 {
-		return k
-	}
-	if q == len(b) {
-		return -1
-	}
-	return q
 }
 
 // step advances over one byte outside the spooled string; it reports true
