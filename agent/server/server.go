@@ -230,14 +230,13 @@ func (s *Server) newConn(ctx context.Context, rw io.ReadWriter) *conn {
 		stop:   make(chan struct{}),
 		broken: make(chan struct{}),
 	}
-	c.w = newWriter(rw, c.writeFailed, c.spawn)
 	// Lines are read and replies written with raw system calls where the
 	// descriptor allows (rawio.New); deadlines stay with rw.
 	c.io = rw
 	if raw := rawio.New(rw); raw != nil {
 		c.io = raw
-		c.w.w = raw
 	}
+	c.w = newWriter(c.io, c.writeFailed, c.spawn)
 	return c
 }
 

@@ -37,11 +37,17 @@ type writer struct {
 	err     error
 }
 
+// tryWriter is a writer that can also write what fits without waiting
+// (rawio's): the read loop then writes its inline replies itself.
+type tryWriter interface {
+	TryWrite(b []byte) (int, error)
+}
+
 func newWriter(w io.Writer, onErr func(error), spawn func(func())) *writer {
 	wr := &writer{w: w, onErr: onErr, spawn: spawn, queued: 1}
 	wr.cond.L = &wr.mu
-	if c, ok := w.(net.Conn); ok {
-		wr.try = tryWriter(c)
+	if t, ok := w.(tryWriter); ok {
+		wr.try = t.TryWrite
 	}
 	return wr
 }

@@ -19,6 +19,10 @@ import (
 // the runtime has nothing else to run, wakes its monitor thread (sysmon),
 // which costs a context switch or two per request, more than a ping
 // itself. Deadlines, closing and the rest stay with rw.
+//
+// The result also has TryWrite(b []byte) (int, error), one write that never
+// waits. One read and one write (Write or TryWrite) may run at a time, as
+// on any stream: its callers already serialise each direction.
 func New(rw io.ReadWriter) io.ReadWriter {
 	if r := newRawIO(rw); r != nil {
 		return r
@@ -26,9 +30,20 @@ func New(rw io.ReadWriter) io.ReadWriter {
 	return nil
 }
 
-// rawIO is New's reader and writer.
+// rawIO is New's reader and writer. The callbacks handed to the runtime
+// are made once, with the state of the one read and the one write in
+// flight, so that a call allocates nothing.
 type rawIO struct {
-	rc syscall.RawConn
+	rc                     syscall.RawConn
+	rd, wr                 op
+	readFn, writeFn, tryFn func(fd uintptr) bool
+}
+
+// op is one read or write: its buffer, the bytes done and the error.
+type op struct {
+	p     []byte
+	n     int
+	errno syscall.Errno
 }
 
 // newRawIO returns rawIO over rw's descriptor, or nil when rw has none or
@@ -49,28 +64,19 @@ func newRawIO(rw io.ReadWriter) *rawIO {
 	}); err != nil || !nonblock {
 		return nil
 	}
-	return &rawIO{rc: rc}
+	r := &rawIO{rc: rc}
+	r.readFn, r.writeFn, r.tryFn = r.read, r.write, r.try
+	return r
 }
 
 func (r *rawIO) Read(p []byte) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
 	}
-	var n int
-	var errno syscall.Errno
-	err := r.rc.Read(func(fd uintptr) bool {
-		for {
-			m, _, e := syscall.RawSyscall(syscall.SYS_READ, fd, uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
-			switch e {
-			case syscall.EINTR:
-				continue
-			case syscall.EAGAIN:
-				return false // wait in the poller
-			}
-			n, errno = int(m), e
-			return true
-		}
-	})
+	r.rd = op{p: p}
+	err := r.rc.Read(r.readFn)
+	n, errno := r.rd.n, r.rd.errno
+	r.rd.p = nil
 	switch {
 	case err != nil:
 		return 0, err
@@ -82,27 +88,78 @@ func (r *rawIO) Read(p []byte) (int, error) {
 	return n, nil
 }
 
-func (r *rawIO) Write(p []byte) (int, error) {
-	done := 0
-	var errno syscall.Errno
-	err := r.rc.Write(func(fd uintptr) bool {
-		for done < len(p) {
-			m, _, e := syscall.RawSyscall(syscall.SYS_WRITE, fd, uintptr(unsafe.Pointer(&p[done])), uintptr(len(p)-done))
-			switch e {
-			case 0:
-				done += int(m)
-			case syscall.EINTR:
-			case syscall.EAGAIN:
-				return false // wait in the poller
-			default:
-				errno = e
-				return true
-			}
+// read is one read(2) of r.rd; false sends the runtime to wait in the poller.
+func (r *rawIO) read(fd uintptr) bool {
+	p := r.rd.p
+	for {
+		m, _, e := syscall.RawSyscall(syscall.SYS_READ, fd, uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
+		switch e {
+		case syscall.EINTR:
+			continue
+		case syscall.EAGAIN:
+			return false
 		}
+		r.rd.n, r.rd.errno = int(m), e
 		return true
-	})
+	}
+}
+
+func (r *rawIO) Write(p []byte) (int, error) {
+	r.wr = op{p: p}
+	err := r.rc.Write(r.writeFn)
+	return r.finishWrite(err)
+}
+
+// TryWrite writes what of p fits without waiting: one write(2), which
+// takes (part of) the bytes or finds the descriptor full (0, nil).
+func (r *rawIO) TryWrite(p []byte) (int, error) {
+	r.wr = op{p: p}
+	err := r.rc.Write(r.tryFn)
+	return r.finishWrite(err)
+}
+
+func (r *rawIO) finishWrite(err error) (int, error) {
+	n, errno := r.wr.n, r.wr.errno
+	r.wr.p = nil
 	if err == nil && errno != 0 {
 		err = errno
 	}
-	return done, err
+	return n, err
+}
+
+// write writes all of r.wr; false sends the runtime to wait in the poller.
+func (r *rawIO) write(fd uintptr) bool {
+	for r.wr.n < len(r.wr.p) {
+		switch m, e := rawWrite(fd, r.wr.p[r.wr.n:]); e {
+		case 0:
+			r.wr.n += m
+		case syscall.EINTR:
+		case syscall.EAGAIN:
+			return false
+		default:
+			r.wr.errno = e
+			return true
+		}
+	}
+	return true
+}
+
+// try makes one write of r.wr and never waits.
+func (r *rawIO) try(fd uintptr) bool {
+	if len(r.wr.p) == 0 {
+		return true
+	}
+	switch m, e := rawWrite(fd, r.wr.p); e {
+	case 0:
+		r.wr.n = m
+	case syscall.EINTR, syscall.EAGAIN:
+	default:
+		r.wr.errno = e
+	}
+	return true
+}
+
+func rawWrite(fd uintptr, p []byte) (int, syscall.Errno) {
+	m, _, e := syscall.RawSyscall(syscall.SYS_WRITE, fd, uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
+	return int(m), e
 }

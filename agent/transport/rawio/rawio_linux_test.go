@@ -102,3 +102,37 @@ func TestRoundTripWaitsInThePoller(t *testing.T) {
 		t.Fatalf("read after the peer closed: %d, %v; want 0, io.EOF", n, err)
 	}
 }
+
+func TestTryWriteNeverWaits(t *testing.T) {
+	a, b := unixPair(t)
+	raw := New(b).(interface {
+		TryWrite([]byte) (int, error)
+	})
+	chunk := bytes.Repeat([]byte("x"), 64<<10)
+	total := 0
+	for i := 0; ; i++ {
+		if i > 10000 {
+			t.Fatal("the socket never filled")
+		}
+		n, err := raw.TryWrite(chunk)
+		if err != nil {
+			t.Fatalf("try write: %v", err)
+		}
+		total += n
+		if n == 0 {
+			break // full: it returned instead of waiting
+		}
+	}
+	got, err := io.ReadFull(a, make([]byte, total))
+	if err != nil || got != total {
+		t.Fatalf("the peer read %d of %d bytes: %v", got, total, err)
+	}
+	if n, err := raw.TryWrite([]byte("more")); n != 4 || err != nil {
+		t.Fatalf("try write after the peer read: %d, %v; want 4, nil", n, err)
+	}
+	a.Close()
+	b.Close()
+	if _, err := raw.TryWrite([]byte("x")); err == nil {
+		t.Fatal("try write on a closed connection succeeded")
+	}
+}
